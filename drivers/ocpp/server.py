@@ -1,0 +1,226 @@
+"""The central system: ws://HOST:PORT/ocpp/{chargePointId}, OCPP 1.6J and 2.0.1 side by side on one port.
+
+The handshake decides who may talk: an unknown id gets 404 (and is listed for a technician) unless
+``ocpp.auto_accept``; under security profile 1 a known id must present its Basic-auth password (401
+otherwise). The subprotocol picks the version. The same id connecting again replaces its old session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from drivers.ocpp.frames import SUBPROTOCOLS, V16
+from drivers.ocpp.recorder import Recorder
+from drivers.ocpp.session import Session
+from drivers.ocpp.v16 import Session16
+from drivers.ocpp.v201 import Session201
+from gateway.auth import parse_basic_auth, verify_password
+from gateway.clock import utcnow
+from gateway.commands import (
+    CommandError,
+    Commands,
+    OcppRequest,
+    RemoteStart,
+    RemoteStop,
+    Reset,
+    SetAvailability,
+    Unlock,
+)
+from gateway.settings import ChargerSettings, Settings, split_listen
+
+log = logging.getLogger(__name__)
+
+_PATH = re.compile(r"/ocpp/([^/]+)/?")
+_ID = re.compile(r"[A-Za-z0-9_.-]{1,48}")
+
+
+class OcppServer:
+    def __init__(self, settings: Settings, recorder: Recorder) -> None:
+        self.settings = settings.ocpp
+        self.chargers: dict[str, ChargerSettings] = {c.id: c for c in settings.chargers}
+        self.recorder = recorder
+        self.sessions: dict[str, Session] = {}
+        self.port: int | None = None
+        self._server: Server | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        # A stored hash takes tens of ms of scrypt to check; remember who passed, keyed by a per-run secret,
+        # so a charger reconnecting every few seconds does not cost that each time.
+        self._passed: dict[str, bytes] = {}
+        self._pepper = secrets.token_bytes(32)
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def register(self, commands: Commands) -> None:
+        commands.register(OcppRequest, self._ocpp_request)
+        commands.register(RemoteStart, self._typed("remote_start"))
+        commands.register(Reset, self._typed("reset"))
+        commands.register(Unlock, self._typed("unlock"))
+        commands.register(SetAvailability, self._typed("set_availability"))
+        commands.register(RemoteStop, self._remote_stop)
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        host, port = split_listen(self.settings.listen)
+        async with serve(
+            self._serve_connection,
+            host,
+            port,
+            subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
+            select_subprotocol=_select_subprotocol,
+            process_request=self._check_handshake,
+            max_size=self.settings.max_frame_bytes,
+            compression=None,  # chargers rarely ask for it; a zlib context per connection costs RAM on a Pi
+            server_header="evedge",
+        ) as server:
+            self._server = server
+            self.port = server.sockets[0].getsockname()[1]
+            log.info("OCPP central system listening on ws://%s:%d/ocpp/{id}", host, self.port)
+            if started is not None:
+                started.set()
+            await server.serve_forever()
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok" if self.port else "starting", "port": self.port, "connected": len(self.sessions)}
+
+    # -- handshake ---------------------------------------------------------------------------------------
+
+    async def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        charger_id = charger_id_from(request.path)
+        remote = _remote(connection)
+        if charger_id is None:
+            log.warning("refused: not an OCPP path path=%r remote=%s", request.path[:100], remote)
+            return _reject(connection, 404, "Not Found: connect to /ocpp/{chargePointId}")
+        charger = self.chargers.get(charger_id)
+        if charger is None:
+            if self.settings.auto_accept:
+                log.info("accepting unknown charger (ocpp.auto_accept) charger=%s remote=%s", charger_id, remote)
+                return None
+            log.warning("refused: unknown charger charger=%s remote=%s", charger_id, remote)
+            await self.recorder.store.chargers.refused(charger_id, remote, utcnow())
+            return _reject(connection, 404, "Unknown charge point")
+        if self.settings.security_profile == 0:
+            return None
+        credentials = parse_basic_auth(request.headers.get("Authorization"))
+        if credentials is None:
+            log.warning("refused: no credentials charger=%s remote=%s", charger_id, remote)
+            return _reject(connection, 401, "Authentication required", {"WWW-Authenticate": 'Basic realm="evedge"'})
+        user, password = credentials
+        if user != charger_id or not await self._password_ok(charger, password):
+            log.warning("refused: wrong credentials charger=%s remote=%s", charger_id, remote)
+            return _reject(connection, 401, "Wrong credentials", {"WWW-Authenticate": 'Basic realm="evedge"'})
+        return None
+
+    async def _password_ok(self, charger: ChargerSettings, password: str) -> bool:
+        if charger.password is not None:
+            return hmac.compare_digest(password.encode(), charger.password.get_secret_value().encode())
+        assert charger.password_hash is not None
+        tag = hmac.new(self._pepper, password.encode(), hashlib.sha256).digest()
+        if hmac.compare_digest(self._passed.get(charger.id, b""), tag):
+            return True
+        if await asyncio.to_thread(verify_password, password, charger.password_hash):
+            self._passed[charger.id] = tag
+            return True
+        return False
+
+    # -- sessions ----------------------------------------------------------------------------------------
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        charger_id = charger_id_from(ws.request.path)  # type: ignore[union-attr]
+        assert charger_id is not None  # the handshake let it through
+        version = SUBPROTOCOLS.get(ws.subprotocol or "")
+        if version is None:
+            # OCPP-J: complete the handshake without a subprotocol, then close at once.
+            log.warning("refused: no OCPP subprotocol in common charger=%s offered=%s", charger_id,
+                        ws.request.headers.get("Sec-WebSocket-Protocol"))  # type: ignore[union-attr]  # fmt: skip
+            await ws.close(1002, "no OCPP subprotocol in common: ocpp1.6, ocpp2.0.1")
+            return
+        session = (Session16 if version == V16 else Session201)(charger_id, ws, self.recorder, self.settings)
+        lock = self._locks.setdefault(charger_id, asyncio.Lock())
+        async with lock:
+            old = self.sessions.get(charger_id)
+            if old is not None:
+                log.info("charger reconnected, replacing its old connection charger=%s", charger_id)
+                self._close_in_background(old)
+            self.sessions[charger_id] = session
+            await self.recorder.connected(charger_id, version, _remote(ws))
+        try:
+            await session.run()
+        finally:
+            async with lock:
+                if self.sessions.get(charger_id) is session:
+                    del self.sessions[charger_id]
+                    await self.recorder.disconnected(charger_id)
+
+    def _close_in_background(self, session: Session) -> None:
+        # The old link is often dead already (that is why the charger came back): do not make the new one
+        # wait for its closing handshake.
+        task = asyncio.create_task(session.ws.close(1000, "replaced by a new connection"))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def session(self, charger_id: str) -> Session:
+        if charger_id not in self.chargers and charger_id not in self.recorder.site.chargers:
+            raise CommandError("unknown_target", f"no charger {charger_id!r} on this site")
+        session = self.sessions.get(charger_id)
+        if session is None:
+            raise CommandError("offline", f"{charger_id} is not connected")
+        return session
+
+    # -- commands ----------------------------------------------------------------------------------------
+
+    async def _ocpp_request(self, cmd: OcppRequest) -> dict[str, Any]:
+        return await self.session(cmd.charger_id).request(cmd.action, cmd.payload)
+
+    def _typed(self, name: str):
+        async def handle(cmd: Any) -> dict[str, Any]:
+            session = self.session(cmd.charger_id)
+            action, payload = getattr(session, name)(cmd)
+            return await session.request(action, payload)
+
+        return handle
+
+    async def _remote_stop(self, cmd: RemoteStop) -> dict[str, Any]:
+        session = self.session(cmd.charger_id)
+        tx = await self.recorder.store.transactions.get(cmd.transaction_id)
+        if tx is None or tx.charger_id != cmd.charger_id:
+            raise CommandError("unknown_target", f"no transaction {cmd.transaction_id} on {cmd.charger_id}")
+        if not tx.open:
+            raise CommandError("invalid", f"transaction {cmd.transaction_id} already stopped")
+        action, payload = session.remote_stop(tx)
+        return await session.request(action, payload)
+
+
+def charger_id_from(path: str) -> str | None:
+    match = _PATH.fullmatch(urlsplit(path).path)
+    if match is None:
+        return None
+    charger_id = unquote(match[1])
+    return charger_id if _ID.fullmatch(charger_id) else None
+
+
+def _select_subprotocol(connection: ServerConnection, offered: Any) -> str | None:
+    for ours in SUBPROTOCOLS:
+        if ours in offered:
+            return ours
+    return None
+
+
+def _reject(connection: ServerConnection, status: int, text: str, headers: dict[str, str] | None = None) -> Response:
+    response = connection.respond(status, text + "\n")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _remote(connection: ServerConnection) -> str | None:
+    address = connection.remote_address
+    return f"{address[0]}:{address[1]}" if address else None
+

@@ -1,0 +1,205 @@
+"""One charger's connection: its receive loop, and the queue of requests the gateway sends it.
+
+Built on the ``ocpp`` library's ChargePoint (routing by ``@on``, payload schemas, message classes), with three
+things done our way:
+- framing: every frame is classified by :mod:`drivers.ocpp.frames` first, so a malformed one gets the
+  spec's CALLERROR in this version's spelling, an unknown action NotImplemented and a known but unhandled
+  one NotSupported;
+- requests to the charger go through a bounded queue and one sender task with a timeout, one outstanding
+  call at a time, never from inside an ``@on`` handler (which would stall the receive loop);
+- answers that match no outstanding call are logged and dropped instead of queued forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any, ClassVar
+
+import ocpp.messages
+from ocpp.charge_point import ChargePoint
+from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from drivers.ocpp import frames
+from drivers.ocpp.recorder import MeterValue, Recorder
+from gateway.clock import iso, parse_iso, utcnow
+from gateway.commands import CommandError
+from gateway.settings import OcppSettings
+
+log = logging.getLogger(__name__)
+wire = logging.getLogger("drivers.ocpp.wire")  # every frame, at DEBUG
+
+# Validate in the event loop: the library's default hops to a thread for each message, which costs more
+# than the validation of a small payload and adds latency on a Pi.
+ocpp.messages.ASYNC_VALIDATION = False
+
+
+class Session(ChargePoint):
+    """What both versions share; :mod:`drivers.ocpp.v16` and :mod:`drivers.ocpp.v201` add the handlers."""
+
+    version: ClassVar[str]
+    id: str
+
+    def __init__(self, charger_id: str, ws: ServerConnection, recorder: Recorder, settings: OcppSettings) -> None:
+        super().__init__(charger_id, ws, response_timeout=settings.call_timeout_s, logger=log)
+        self.ws = ws
+        self.recorder = recorder
+        self.settings = settings
+        self.current: frames.Call | None = None  # the call being handled, exactly as received
+        self._handled = frozenset(self.route_map)
+        self._requests: asyncio.Queue[tuple[str, dict[str, Any], asyncio.Future[dict[str, Any]]]] = asyncio.Queue(
+            settings.queue_size
+        )
+        self._outstanding: tuple[str, asyncio.Future[frames.CallResult | frames.CallError]] | None = None
+
+    # -- receiving ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
+        sender = asyncio.create_task(self._send_requests(), name=f"ocpp-requests-{self.id}")
+        try:
+            async for raw in self.ws:
+                await self.route_message(raw)
+        except ConnectionClosed as closed:
+            if closed.sent is not None and closed.sent.code == 1009:
+                log.warning("frame over %d bytes, connection closed charger=%s", self.settings.max_frame_bytes, self.id)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            self._fail_queued(CommandError("offline", f"{self.id} disconnected"))
+
+    async def route_message(self, raw: str | bytes) -> None:
+        wire.debug("recv charger=%s %s", self.id, raw)
+        frame = frames.parse(raw, self.version)
+        if isinstance(frame, frames.Call):
+            await self._answer(frame)
+        elif isinstance(frame, (frames.CallResult, frames.CallError)):
+            self._resolve(frame)
+        else:
+            log.warning("malformed frame charger=%s reason=%s", self.id, frame.reason)
+            if frame.reply is not None:
+                await self._send(frame.reply)
+
+    async def _answer(self, call: frames.Call) -> None:
+        refusal = frames.unknown_action(call, self.version, self._handled)
+        if refusal is not None:
+            log.warning("unhandled action charger=%s action=%s", self.id, call.action)
+            await self._send(refusal)
+            return
+        self.current = call
+        try:
+            # The library validates the payload against the spec's schema, calls the @on handler, validates and
+            # sends our answer; an exception inside the handler becomes an InternalError CALLERROR.
+            await self._handle_call(ocpp.messages.Call(call.unique_id, call.action, call.payload))
+        except OCPPError as e:
+            cause = (e.details or {}).get("cause") if isinstance(e.details, dict) else None
+            log.warning("invalid %s charger=%s code=%s cause=%s", call.action, self.id, e.code, cause)
+            await self._send(frames.call_error(call.unique_id, e.code, str(cause or e.description), self.version))
+        finally:
+            self.current = None
+
+    async def _send(self, message: str) -> None:
+        wire.debug("send charger=%s %s", self.id, message)
+        await self.ws.send(message)
+
+    # -- requests to the charger -------------------------------------------------------------------------
+
+    async def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a request when the charger's turn comes; its answer, or CommandError."""
+        if action not in frames.TO_CHARGER[self.version]:
+            raise CommandError("invalid", f"{action} is not an OCPP {self.version} request to a charger")
+        call = ocpp.messages.Call(str(uuid.uuid4()), action, payload)
+        try:
+            await ocpp.messages.validate_payload(call, self.version)
+        except OCPPError as e:
+            raise CommandError("invalid", f"the {action} payload does not follow the schema", _cause(e)) from None
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        try:
+            self._requests.put_nowait((action, call.payload, future))
+        except asyncio.QueueFull:
+            raise CommandError("busy", f"{self.id} already has {self._requests.qsize()} requests waiting") from None
+        return await future
+
+    async def _send_requests(self) -> None:
+        while True:
+            action, payload, future = await self._requests.get()
+            if future.done():  # the caller gave up before its turn came
+                continue
+            try:
+                answer = await self._exchange(action, payload)
+            except CommandError as e:
+                if not future.done():
+                    future.set_exception(e)
+            else:
+                if not future.done():
+                    future.set_result(answer)
+
+    async def _exchange(self, action: str, payload: Any) -> dict[str, Any]:
+        call = ocpp.messages.Call(str(uuid.uuid4()), action, payload)
+        waiter: asyncio.Future[frames.CallResult | frames.CallError] = asyncio.get_running_loop().create_future()
+        self._outstanding = (call.unique_id, waiter)
+        try:
+            await self._send(call.to_json())
+            async with asyncio.timeout(self.settings.call_timeout_s):
+                answer = await waiter
+        except TimeoutError:
+            raise CommandError("timeout", f"{self.id} did not answer {action} in {self.settings.call_timeout_s:g} s") from None
+        except ConnectionClosed:
+            raise CommandError("offline", f"{self.id} disconnected") from None
+        finally:
+            self._outstanding = None
+        if isinstance(answer, frames.CallError):
+            raise CommandError(
+                "call_error",
+                f"{self.id} answered {action} with {answer.code}",
+                {"errorCode": answer.code, "errorDescription": answer.description, "errorDetails": answer.details},
+            )
+        try:
+            await ocpp.messages.validate_payload(
+                ocpp.messages.CallResult(answer.unique_id, answer.payload, action), self.version
+            )
+        except OCPPError as e:
+            raise CommandError(
+                "bad_answer", f"{self.id} answered {action} outside the schema", {"answer": answer.payload, **_cause(e)}
+            ) from None
+        return answer.payload
+
+    def _resolve(self, frame: frames.CallResult | frames.CallError) -> None:
+        if self._outstanding is not None and self._outstanding[0] == frame.unique_id:
+            waiter = self._outstanding[1]
+            if not waiter.done():
+                waiter.set_result(frame)
+            return
+        log.warning("answer to no outstanding request charger=%s id=%s", self.id, frame.unique_id)
+
+    def _fail_queued(self, error: CommandError) -> None:
+        while not self._requests.empty():
+            _, _, future = self._requests.get_nowait()
+            if not future.done():
+                future.set_exception(error)
+
+    # -- helpers for the version modules ------------------------------------------------------------------
+
+    def meter_values(self, raw: Any) -> list[MeterValue]:
+        """MeterValue objects of the call being handled, camelCase as received."""
+        return [MeterValue(when(mv["timestamp"]), mv.get("sampledValue", [])) for mv in raw or []]
+
+    @staticmethod
+    def now() -> str:
+        return iso(utcnow())
+
+
+def when(text: str) -> Any:
+    """A timestamp from a charger; one that is not ISO 8601 is an invalid value, not a crash."""
+    try:
+        return parse_iso(text)
+    except (ValueError, TypeError, AttributeError):
+        raise PropertyConstraintViolationError(description=f"{text!r} is not an ISO 8601 date-time") from None
+
+
+def _cause(error: OCPPError) -> dict[str, Any]:
+    details = error.details if isinstance(error.details, dict) else {}
+    return {"cause": str(details.get("cause") or error.description)}

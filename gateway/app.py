@@ -1,0 +1,90 @@
+"""The composition root: builds every part from the settings, runs them in one TaskGroup, stops them cleanly.
+
+This is the only module that knows every part. A new protocol or bridge is a module of its own and a line
+here. Stopping: the event loop stops the servers (connections close, sessions write their last records),
+then the store commits what is queued and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from drivers.ocpp import OcppServer, Recorder
+from gateway.commands import Commands
+from gateway.model import Site
+from gateway.points import ProcessImage
+from gateway.sdnotify import feed_watchdog, notify, watchdog_interval
+from gateway.settings import Settings
+from gateway.store import Store
+from gateway.web.api import WebContext, create_app
+from gateway.web.server import WebServer
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL_S = 6 * 3600
+
+
+class _Stopping(Exception):
+    """Raised inside the TaskGroup to wind every part down."""
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.site = Site.from_settings(settings)
+        self.image = ProcessImage()
+        self.store = Store(settings.gateway.state_dir)
+        self.commands = Commands(self.store.audit)
+        self.recorder = Recorder(self.site, self.image, self.store)
+        self.ocpp = OcppServer(settings, self.recorder)
+        self.ocpp.register(self.commands)
+        self.web: WebServer | None = None
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "store": {"status": "ok" if self.store.db.is_open else "down"},
+            "ocpp": self.ocpp.health(),
+            "web": self.web.health() if self.web else {"status": "starting"},
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.store.open()
+        try:
+            context = WebContext(self.site, self.image, self.store, self.commands, self.health)
+            self.web = WebServer(create_app(context), self.settings.web.listen)
+            async with asyncio.TaskGroup() as tasks:
+                ocpp_up, web_up = asyncio.Event(), asyncio.Event()
+                tasks.create_task(self.ocpp.run(ocpp_up), name="ocpp")
+                tasks.create_task(self.web.run(web_up), name="web")
+                tasks.create_task(self._housekeeping(), name="housekeeping")
+                interval = watchdog_interval()
+                if interval:
+                    tasks.create_task(feed_watchdog(interval), name="watchdog")
+                await ocpp_up.wait()
+                await web_up.wait()
+                notify("READY=1")
+                self.started.set()
+                log.info("evedge %s running", self.settings.gateway.id)
+                await self._stop.wait()
+                log.info("stopping")
+                notify("STOPPING=1")
+                raise _Stopping
+        except* _Stopping:
+            pass
+        finally:
+            await self.store.close()
+
+    async def _housekeeping(self) -> None:
+        keep = self.settings.store
+        while True:
+            removed = await self.store.prune(keep.meter_values_days, keep.audit_days)
+            if removed:
+                log.info("pruned meter values older than %d days rows=%d", keep.meter_values_days, removed)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)

@@ -1,0 +1,337 @@
+"""The `evedge` command: run, demo, check-config, send, token, user, passwd, sim."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.auth import Role, hash_password
+from gateway.logs import setup_logging
+from gateway.settings import ConfigError, Settings, config_path, load_settings, split_listen
+from gateway.store import Store
+
+log = logging.getLogger("evedge")
+
+DEMO_CONFIG = Path("etc/demo.toml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging()
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"evedge: the configuration cannot be used ({e.source}):", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evedge", description="On-site gateway for EV-charging sites.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    def config_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", type=Path, help="config file (default: $EVEDGE_CONFIG or etc/evedge.toml)")
+
+    config_option(command("run", _run, "Run the gateway."))
+    config_option(command("check-config", _check_config, "Check a config file; print every problem."))
+
+    demo = command("demo", _demo, "Run the gateway on a simulated site; print the URLs and an admin token.")
+    demo.add_argument("-c", "--config", type=Path, default=DEMO_CONFIG, help=f"demo config (default {DEMO_CONFIG})")
+    demo.add_argument("--state-dir", type=Path, help="where the demo keeps its database (default: from the config)")
+    demo.add_argument("--ocpp-port", type=int, help="OCPP port (default: from the config)")
+    demo.add_argument("--web-port", type=int, help="web port (default: from the config)")
+
+    send = command("send", _send, "Send one OCPP request to a charger through the running gateway.")
+    config_option(send)
+    send.add_argument("charger", help="charge point id")
+    send.add_argument("action", help="OCPP action, e.g. GetConfiguration")
+    send.add_argument("payload", nargs="?", default="{}", help="JSON payload (default {})")
+    send.add_argument("--url", help="gateway web URL (default: from the config's web.listen)")
+    send.add_argument("--token", help="API token (default: $EVEDGE_TOKEN, else a one-minute token from the store)")
+
+    token = command("token", lambda a: 2, "API tokens.")
+    token_sub = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", help="Create a bearer token; it is printed once.")
+    create.set_defaults(func=_token_create)
+    config_option(create)
+    create.add_argument("--role", required=True, choices=[r.name for r in Role])
+    create.add_argument("--label", help="who or what the token is for (shown in the audit log)")
+    create.add_argument("--days", type=int, help="expire after this many days (default: never)")
+
+    user = command("user", lambda a: 2, "Console users.")
+    user_sub = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = user_sub.add_parser("add", help="Add a user (or change one's password and role).")
+    add.set_defaults(func=_user_add)
+    config_option(add)
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=[r.name for r in Role])
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    passwd = command("passwd", _passwd, "Hash a password for chargers.*.password_hash.")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    sim = command("sim", _sim, "Simulated chargers (1.6 and 2.0.1) that connect to a gateway and charge EVs.")
+    config_option(sim)
+    sim.add_argument("--url", help="OCPP URL without the id (default: from the config, else ws://127.0.0.1:9000/ocpp)")
+    sim.add_argument("--chargers", type=int, help="how many (default: every charger of the config with a password)")
+    sim.add_argument("--version", choices=["1.6", "2.0.1", "mixed"], default="mixed")
+    sim.add_argument("--password", help="password for every simulated charger")
+    sim.add_argument("--prefix", default="SIM", help="id prefix when not taken from the config (SIM01, ...)")
+    sim.add_argument("--meter-interval", type=float, default=10.0, help="seconds between meter values")
+    return parser
+
+
+# -- run, check-config ------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _serve(load_settings(args.config))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print(f"{config_path(args.config)}: OK ({len(settings.chargers)} chargers, {len(settings.groups)} groups)")
+    return 0
+
+
+def _serve(settings: Settings, alongside: Callable[[Any], Awaitable[Any]] | None = None) -> int:
+    """Run the gateway until SIGTERM/SIGINT, with another coroutine (the demo's site) beside it."""
+    from gateway.app import App
+
+    async def serve() -> None:
+        app = App(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, app.stop)
+        running = asyncio.create_task(app.run())
+        started = asyncio.create_task(app.started.wait())
+        await asyncio.wait({running, started}, return_when=asyncio.FIRST_COMPLETED)
+        extra = asyncio.create_task(alongside(app)) if alongside and app.started.is_set() else None
+        try:
+            await running
+        finally:
+            started.cancel()
+            if extra is not None:
+                extra.cancel()
+                await asyncio.gather(extra, return_exceptions=True)
+
+    failures: list[BaseException] = []
+    try:
+        asyncio.run(serve())
+    except* OSError as group:  # a port taken, a state directory not writable, ...
+        failures.extend(group.exceptions)
+    for error in failures:
+        print(f"evedge: cannot start: {error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+# -- demo ------------------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    overrides: dict[str, str] = {}
+    if args.state_dir:
+        overrides["EVEDGE_GATEWAY__STATE_DIR"] = str(args.state_dir)
+    if args.ocpp_port is not None:
+        overrides["EVEDGE_OCPP__LISTEN"] = f"127.0.0.1:{args.ocpp_port}"
+    if args.web_port is not None:
+        overrides["EVEDGE_WEB__LISTEN"] = f"127.0.0.1:{args.web_port}"
+    settings = load_settings(args.config, {**os.environ, **overrides})
+    return _serve(settings, _run_demo_site)
+
+
+async def _run_demo_site(app: Any) -> None:
+    from gateway.sim.charger import SimSpec
+    from gateway.sim.site import make_charger, run_site
+
+    token = await app.store.accounts.create_token(Role.admin, "demo")
+    web = f"http://127.0.0.1:{app.web.port}"
+    ocpp = f"ws://127.0.0.1:{app.ocpp.port}/ocpp"
+    specs = [
+        SimSpec(c.id, "1.6" if n % 2 == 0 else "2.0.1", ocpp, c.password.get_secret_value() if c.password else None,
+                evses=c.evses, max_w=c.max_w, phases=c.phases, meter_interval_s=5.0)
+        for n, c in enumerate(app.settings.chargers)
+    ]  # fmt: skip
+    chargers = [make_charger(spec) for spec in specs]
+    print(_demo_banner(web, ocpp, token, specs), flush=True)
+    await run_site(chargers)
+
+
+def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any]) -> str:
+    versions = ", ".join(f"{s.id} ({s.version})" for s in specs)
+    return f"""
+evedge demo is running -- Ctrl-C stops everything.
+
+  OCPP central system   {ocpp}/{{chargePointId}}
+  Simulated chargers    {versions}
+  Web and HTTP API      {web}/api/v1/health
+  API documentation     {web}/api/docs
+  Admin token           {token}
+
+  curl -H "Authorization: Bearer {token}" {web}/api/v1/chargers
+  curl -H "Authorization: Bearer {token}" {web}/api/v1/transactions
+  curl -H "Authorization: Bearer {token}" -X POST {web}/api/v1/chargers/{specs[0].id if specs else "CP01"}/ocpp/GetConfiguration -d '{{}}'
+"""
+
+
+# -- send ------------------------------------------------------------------------------------------------
+
+
+def _send(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as e:
+        print(f"evedge send: the payload is not JSON: {e}", file=sys.stderr)
+        return 2
+    if not isinstance(payload, dict):
+        print("evedge send: the payload must be a JSON object", file=sys.stderr)
+        return 2
+    settings = load_settings(args.config)
+    url = args.url or _local_url(settings.web.listen)
+    token = args.token or os.environ.get("EVEDGE_TOKEN")
+    minted = token is None
+    if minted:
+        token = asyncio.run(_with_store(settings, lambda store: store.accounts.create_token(
+            Role.admin, f"cli:{getpass.getuser()}", ttl=timedelta(minutes=1))))  # fmt: skip
+    try:
+        response = httpx.post(f"{url}/api/v1/chargers/{args.charger}/ocpp/{args.action}", json=payload,
+                              headers={"Authorization": f"Bearer {token}"}, timeout=120)  # fmt: skip
+    except httpx.HTTPError as e:
+        print(f"evedge send: cannot reach the gateway at {url}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if minted:
+            asyncio.run(_with_store(settings, lambda store: store.accounts.revoke_token(token)))
+    body = _json_or_text(response)
+    out = sys.stdout if response.is_success else sys.stderr
+    print(json.dumps(body, indent=2) if not isinstance(body, str) else body, file=out)
+    return 0 if response.is_success else 1
+
+
+def _local_url(listen: str) -> str:
+    host, port = split_listen(listen)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+# -- token, user, passwd -----------------------------------------------------------------------------------
+
+
+async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[Any]]) -> Any:
+    async with Store(settings.gateway.state_dir) as store:
+        return await action(store)
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    ttl = timedelta(days=args.days) if args.days else None
+    token = asyncio.run(_with_store(settings, lambda s: s.accounts.create_token(Role[args.role], args.label, ttl)))
+    print(token)
+    print(f"(role {args.role}; shown once -- keep it somewhere safe)", file=sys.stderr)
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    password = _read_password(args.password_stdin)
+    if password is None:
+        return 1
+    asyncio.run(_with_store(settings, lambda s: s.accounts.add_user(args.name, password, Role[args.role])))
+    print(f"user {args.name} ({args.role}) saved", file=sys.stderr)
+    return 0
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    password = _read_password(args.password_stdin)
+    if password is None:
+        return 1
+    print(hash_password(password))
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the two passwords differ", file=sys.stderr)
+            return None
+    if len(password) < 8:
+        print("a password has at least 8 characters", file=sys.stderr)
+        return None
+    return password
+
+
+# -- sim -------------------------------------------------------------------------------------------------
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from gateway.sim.charger import SimSpec
+    from gateway.sim.site import make_charger, mixed_specs, run_site
+
+    specs: list[SimSpec]
+    settings = _optional_settings(args.config, os.environ)
+    url = args.url or (f"ws://{_local_url(settings.ocpp.listen).removeprefix('http://')}/ocpp" if settings
+                       else "ws://127.0.0.1:9000/ocpp")  # fmt: skip
+    if settings is not None and args.chargers is None:
+        specs = [
+            SimSpec(c.id, _version(args.version, n), url, c.password.get_secret_value(), evses=c.evses,
+                    max_w=c.max_w, phases=c.phases, meter_interval_s=args.meter_interval)
+            for n, c in enumerate(settings.chargers) if c.password is not None
+        ]  # fmt: skip
+    else:
+        specs = mixed_specs(args.chargers or 2, url, args.password, args.prefix, meter_interval_s=args.meter_interval)
+        for n, spec in enumerate(specs):
+            spec.version = _version(args.version, n)
+    if not specs:
+        print("evedge sim: no chargers to simulate (give --chargers N, or a config with passwords)", file=sys.stderr)
+        return 1
+    print(f"simulating {len(specs)} chargers against {url}: " + ", ".join(f"{s.id} ({s.version})" for s in specs))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_site([make_charger(s) for s in specs]))
+    return 0
+
+
+def _version(choice: str, n: int) -> str:
+    return choice if choice != "mixed" else ("1.6" if n % 2 == 0 else "2.0.1")
+
+
+def _optional_settings(path: Path | None, environ: Mapping[str, str]) -> Settings | None:
+    if path is None and not config_path(None, environ).exists():
+        return None
+    return load_settings(path, environ)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

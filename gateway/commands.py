@@ -1,0 +1,131 @@
+"""Typed commands and the one door they all go through.
+
+Everything that acts on a device -- the console, the API, the CLI, MQTT, OPC UA, the relay, the load cap --
+builds a command and calls :meth:`Commands.execute` with the actor behind it. The door checks the actor's
+role, writes the audit record (before the command runs, and its outcome after), and hands the command to the
+driver that registered for its type.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from gateway.auth import Actor, Role
+from gateway.store.audit import AuditLog
+
+log = logging.getLogger(__name__)
+
+
+class CommandError(Exception):
+    """A command that did not succeed, with a code the API, MQTT and OPC UA translate for their callers.
+
+    Codes: forbidden, unknown_target, offline, busy, timeout, invalid (the request), call_error (the charger
+    answered with a CALLERROR), bad_answer (the charger's answer breaks the schema), unsupported.
+    """
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+@dataclass(frozen=True)
+class Command:
+    required_role: ClassVar[Role] = Role.operator
+
+    @property
+    def target(self) -> str | None:
+        return getattr(self, "charger_id", None)
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OcppRequest(Command):
+    """Any OCPP request, by hand: the action name and its payload as the spec spells them."""
+
+    charger_id: str
+    action: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoteStart(Command):
+    charger_id: str
+    id_tag: str
+    evse: int | None = None
+
+
+@dataclass(frozen=True)
+class RemoteStop(Command):
+    charger_id: str
+    transaction_id: int  # the gateway's id, as listed by /api/v1/transactions
+
+
+@dataclass(frozen=True)
+class Reset(Command):
+    charger_id: str
+    hard: bool = False
+
+
+@dataclass(frozen=True)
+class Unlock(Command):
+    charger_id: str
+    evse: int = 1
+    connector: int = 1
+
+
+@dataclass(frozen=True)
+class SetAvailability(Command):
+    charger_id: str
+    available: bool
+    evse: int | None = None  # None: the whole charger
+
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+
+class Commands:
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+        self._handlers: dict[type[Command], Handler] = {}
+
+    def register(self, command_type: type[Command], handler: Handler) -> None:
+        """The driver that owns a command type says so once, at start."""
+        if command_type in self._handlers:
+            raise ValueError(f"{command_type.__name__} already has a handler")
+        self._handlers[command_type] = handler
+
+    async def execute(self, command: Command, actor: Actor) -> Any:
+        name = type(command).__name__
+        audit_id = await self._audit.begin(actor, name, command.target, command.describe())
+        try:
+            if actor.role < command.required_role:
+                raise CommandError(
+                    "forbidden", f"{name} needs the {command.required_role.name} role; {actor} is {actor.role.name}"
+                )
+            handler = self._handlers.get(type(command))
+            if handler is None:
+                raise CommandError("unsupported", f"nothing on this gateway handles {name}")
+            result = await handler(command)
+        except CommandError as e:
+            log.info("command refused command=%s target=%s actor=%s code=%s", name, command.target, actor, e.code)
+            await self._audit.finish(audit_id, e.code, e.as_json())
+            raise
+        except Exception as e:
+            log.exception("command failed command=%s target=%s actor=%s", name, command.target, actor)
+            await self._audit.finish(audit_id, "error", {"error": type(e).__name__})
+            raise
+        await self._audit.finish(audit_id, "ok", result)
+        return result

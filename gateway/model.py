@@ -1,0 +1,81 @@
+"""The site topology: site -> group -> charger -> EVSE -> connector.
+
+Built from the settings; chargers accepted with ``ocpp.auto_accept`` and EVSEs a charger reports beyond its
+configured count are added as they appear, so everything above the drivers sees one version-blind tree.
+OCPP 1.6 has no EVSE: its connector n is EVSE n with connector 1 (the OCPP 2.0.1 Part 4 mapping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.settings import ChargerSettings, Settings
+
+
+@dataclass
+class Evse:
+    id: int
+    connectors: set[int] = field(default_factory=lambda: {1})
+
+
+@dataclass
+class Charger:
+    id: str
+    max_w: float
+    phases: int
+    priority: int
+    configured: bool  # False when it joined through ocpp.auto_accept
+    evses: dict[int, Evse] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, s: ChargerSettings) -> Charger:
+        return cls(s.id, s.max_w, s.phases, s.priority, True, {n: Evse(n) for n in range(1, s.evses + 1)})
+
+
+@dataclass
+class Group:
+    id: str
+    limit_w: float | None
+    chargers: list[str]
+
+
+@dataclass
+class Site:
+    id: str
+    limit_w: float | None
+    voltage_v: float
+    phases: int
+    groups: dict[str, Group]
+    chargers: dict[str, Charger]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Site:
+        chargers = {c.id: Charger.from_settings(c) for c in settings.chargers}
+        groups = {g.id: Group(g.id, g.limit_w, list(g.chargers)) for g in settings.groups}
+        for group in groups.values():
+            for cid in group.chargers:
+                chargers[cid].groups.append(group.id)
+        s = settings.site
+        return cls(settings.gateway.id, s.limit, s.voltage_v, s.phases, groups, chargers)
+
+    def add_charger(self, charger_id: str) -> Charger:
+        """A charger that is not in the config (auto-accepted): rated by defaults until configured."""
+        default = ChargerSettings(id=charger_id)
+        charger = self.chargers.get(charger_id)
+        if charger is None:
+            charger = Charger(charger_id, default.max_w, default.phases, default.priority, False, {1: Evse(1)})
+            self.chargers[charger_id] = charger
+        return charger
+
+    def see_connector(self, charger_id: str, evse: int, connector: int = 1) -> bool:
+        """Record that a charger has this EVSE/connector; True when it was new to the model."""
+        charger = self.chargers.get(charger_id) or self.add_charger(charger_id)
+        known = charger.evses.get(evse)
+        if known is None:
+            charger.evses[evse] = Evse(evse, {connector})
+            return True
+        if connector not in known.connectors:
+            known.connectors.add(connector)
+            return True
+        return False

@@ -1,0 +1,157 @@
+"""The process image: the latest value of every live point, with its timestamp and quality.
+
+Point names are paths in the site's words: ``chargers/CP01/online``, ``chargers/CP01/evse/1/power_w``,
+``meters/grid/power_w``, ``site/limit_w``. The last segment says what the value is; ``SCHEMA`` gives its
+type and unit, so bridges derive OPC UA nodes and MQTT payloads from names, never from hand-written lists.
+
+Consumers follow changes through a :class:`Feed`: it keeps only the latest value per point (coalescing), so it
+is bounded by the number of points and a slow consumer never slows the producer; what it coalesced is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.clock import iso, utcnow
+
+
+class Quality(enum.StrEnum):
+    good = "good"
+    uncertain = "uncertain"
+    bad = "bad"
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    value: Any
+    ts: datetime
+    quality: Quality = Quality.good
+
+    def as_json(self) -> dict[str, Any]:
+        return {"value": self.value, "ts": iso(self.ts), "quality": str(self.quality)}
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What a point's last name segment means."""
+
+    type: type
+    unit: str | None
+    description: str
+
+
+SCHEMA: dict[str, Kind] = {
+    "online": Kind(bool, None, "Connected to the gateway"),
+    "ocpp_version": Kind(str, None, "OCPP version negotiated at connect"),
+    "status": Kind(str, None, "Connector or charger status (OCPP 1.6 vocabulary)"),
+    "error_code": Kind(str, None, "Last error code reported with the status"),
+    "power_w": Kind(float, "W", "Active power"),
+    "energy_wh": Kind(float, "Wh", "Active energy imported (meter register)"),
+    "current_a": Kind(float, "A", "Current, highest phase"),
+    "voltage_v": Kind(float, "V", "Voltage"),
+    "soc": Kind(float, "%", "State of charge of the EV"),
+    "transaction_id": Kind(int, None, "Open transaction (gateway id), 0 when none"),
+    "session_energy_wh": Kind(float, "Wh", "Energy of the open transaction so far"),
+}
+for _phase in ("l1", "l2", "l3"):
+    SCHEMA[f"power_w_{_phase}"] = Kind(float, "W", f"Active power, phase {_phase.upper()}")
+    SCHEMA[f"current_a_{_phase}"] = Kind(float, "A", f"Current, phase {_phase.upper()}")
+    SCHEMA[f"voltage_v_{_phase}"] = Kind(float, "V", f"Voltage, phase {_phase.upper()}-N")
+
+
+def kind_of(name: str) -> Kind | None:
+    return SCHEMA.get(name.rsplit("/", 1)[-1])
+
+
+def charger_point(charger_id: str, leaf: str) -> str:
+    return f"chargers/{charger_id}/{leaf}"
+
+
+def evse_point(charger_id: str, evse: int, leaf: str) -> str:
+    return f"chargers/{charger_id}/evse/{evse}/{leaf}"
+
+
+class Feed:
+    """Changes since the consumer last looked, latest value per point."""
+
+    def __init__(self, image: ProcessImage, prefix: str) -> None:
+        self._image = image
+        self.prefix = prefix
+        self._pending: dict[str, Point] = {}
+        self._ready = asyncio.Event()
+        self.coalesced = 0  # updates overwritten before the consumer read them
+
+    def _offer(self, name: str, point: Point) -> None:
+        if name in self._pending:
+            self.coalesced += 1
+        self._pending[name] = point
+        self._ready.set()
+
+    async def get(self) -> dict[str, Point]:
+        """Wait for at least one change; return all changes since the last call."""
+        await self._ready.wait()
+        return self.get_nowait()
+
+    def get_nowait(self) -> dict[str, Point]:
+        changes, self._pending = self._pending, {}
+        self._ready.clear()
+        return changes
+
+    def close(self) -> None:
+        self._image._feeds.discard(self)
+
+
+class ProcessImage:
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        self._points: dict[str, Point] = {}
+        self._feeds: set[Feed] = set()
+        self._clock = clock
+
+    def set(self, name: str, value: Any, ts: datetime | None = None, quality: Quality = Quality.good) -> bool:
+        """Record a value; returns True (and tells the feeds) when value or quality changed."""
+        old = self._points.get(name)
+        point = Point(value, ts or self._clock(), quality)
+        self._points[name] = point
+        if old is not None and old.value == value and old.quality == quality:
+            return False
+        for feed in self._feeds:
+            if name.startswith(feed.prefix):
+                feed._offer(name, point)
+        return True
+
+    def update(self, values: dict[str, Any], ts: datetime | None = None) -> None:
+        ts = ts or self._clock()
+        for name, value in values.items():
+            self.set(name, value, ts)
+
+    def mark(self, prefix: str, quality: Quality) -> None:
+        """Set the quality of every point under a prefix (a device stopped answering, a charger dropped)."""
+        for name, point in list(self.items(prefix)):
+            if point.quality != quality:
+                self.set(name, point.value, point.ts, quality)
+
+    def get(self, name: str) -> Point | None:
+        return self._points.get(name)
+
+    def value(self, name: str, default: Any = None) -> Any:
+        point = self._points.get(name)
+        return default if point is None else point.value
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, Point]]:
+        return ((n, p) for n, p in self._points.items() if n.startswith(prefix))
+
+    def snapshot(self, prefix: str = "") -> dict[str, Point]:
+        return dict(self.items(prefix))
+
+    def feed(self, prefix: str = "") -> Feed:
+        feed = Feed(self, prefix)
+        self._feeds.add(feed)
+        return feed
+
+    def __len__(self) -> int:
+        return len(self._points)

@@ -1,0 +1,388 @@
+"""Settings: the one source of configuration truth.
+
+One TOML file (``-c FILE``, else ``$EVEDGE_CONFIG``, else ``etc/evedge.toml``), every key overridable from
+the environment: ``EVEDGE_SECTION__KEY`` (``EVEDGE_SITE__LIMIT_W=200000``), list items addressed by id or
+index (``EVEDGE_CHARGERS__CP01__PASSWORD=...``), a whole list as JSON (``EVEDGE_GROUPS='[...]'``).
+
+The models double as documentation: every field has a description, and ``etc/evedge.toml`` mirrors them.
+Problems are reported as :class:`ConfigError` with one line per problem naming the key path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, get_origin
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.auth import check_password_hash_format
+
+ENV_PREFIX = "EVEDGE_"
+DEFAULT_CONFIG = Path("etc/evedge.toml")
+# Environment variables of ours that are not config keys.
+NON_KEY_ENV = {"EVEDGE_CONFIG", "EVEDGE_LOG_FORMAT", "EVEDGE_LOG_LEVEL", "EVEDGE_TOKEN", "EVEDGE_URL"}
+_SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+class ConfigError(Exception):
+    """A config that must not be run; ``problems`` holds one 'key: what is wrong' line each."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__("\n".join(problems))
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """'0.0.0.0:9000' -> ('0.0.0.0', 9000); '[::]:9000' -> ('::', 9000)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("expected HOST:PORT, for example 0.0.0.0:9000")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port!r} is not a number from 0 to 65535")
+    return host.strip("[]"), int(port)
+
+
+def _check_listen(value: str) -> str:
+    split_listen(value)
+    return value
+
+
+def _check_identifier(value: str) -> str:
+    # Ids end up in URLs, MQTT topics and OPC UA node ids: keep them to characters safe in all three.
+    if not value or len(value) > 48:
+        raise ValueError("must be 1 to 48 characters long")
+    if not all(c.isascii() and (c.isalnum() or c in "-_.") for c in value):
+        raise ValueError("may only contain letters, digits, '-', '_' and '.'")
+    return value
+
+
+def _check_phases(value: int) -> int:
+    if value not in (1, 3):
+        raise ValueError("must be 1 or 3")
+    return value
+
+
+Listen = Annotated[str, AfterValidator(_check_listen)]
+Phases = Annotated[int, AfterValidator(_check_phases)]
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySettings(Section):
+    id: Identifier = Field("evedge", description="Gateway id: MQTT topic segment and OPC UA namespace")
+    state_dir: Path = Field(
+        Path("var"),
+        description="SQLite database, uploaded files, certificates (relative paths are from the working directory)",
+    )
+
+
+class OcppSettings(Section):
+    listen: Listen = Field("0.0.0.0:9000", description="ws://HOST:PORT/ocpp/{chargePointId}")
+    security_profile: int = Field(
+        1, ge=0, le=1, description="0: no authentication (lab only); 1: HTTP Basic auth with a per-charger password"
+    )
+    auto_accept: bool = Field(False, description="Accept unknown charger ids (unauthenticated); refused ids are listed")
+    heartbeat_interval_s: int = Field(300, ge=10, le=86400, description="Heartbeat interval given at boot")
+    call_timeout_s: float = Field(30.0, gt=0, le=600, description="How long to wait for a charger's answer")
+    max_frame_bytes: int = Field(
+        65536, ge=1024, le=16 * 1024 * 1024, description="Larger frames close the connection (1009)"
+    )
+    queue_size: int = Field(
+        32, ge=1, le=1024, description="Gateway -> charger requests waiting per charger before new ones are refused"
+    )
+
+
+class WebSettings(Section):
+    listen: Listen = Field("0.0.0.0:8080", description="Console and HTTP API (/api/v1)")
+
+
+class SiteSettings(Section):
+    limit_w: float | None = Field(None, gt=0, description="Grid import limit in W (or give limit_a)")
+    limit_a: float | None = Field(None, gt=0, description="Grid import limit in A per phase (or give limit_w)")
+    voltage_v: float = Field(230.0, gt=0, le=1000, description="Phase-to-neutral voltage, for A <-> W")
+    phases: Phases = Field(3, description="Phases of the grid connection (1 or 3)")
+    grid_meter: Identifier | None = Field(None, description="Id of the meter that measures the site's import")
+    fallback_limit_w: float | None = Field(
+        None, ge=0, description="Limit for all EVs together while the grid meter is stale"
+    )
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> SiteSettings:
+        if self.limit_w is not None and self.limit_a is not None:
+            raise ValueError("give limit_w or limit_a, not both")
+        return self
+
+    @property
+    def limit(self) -> float | None:
+        """The site limit in W, whichever way it was given."""
+        if self.limit_a is not None:
+            return self.limit_a * self.voltage_v * self.phases
+        return self.limit_w
+
+
+class GroupSettings(Section):
+    id: Identifier = Field(description="Group (circuit) id")
+    limit_w: float | None = Field(None, gt=0, description="Limit of the circuit in W")
+    chargers: list[Identifier] = Field(default_factory=list, description="Ids of the chargers on this circuit")
+
+
+class ChargerSettings(Section):
+    id: Identifier = Field(description="Charge point id, as in ws://HOST:PORT/ocpp/{id}")
+    password: SecretStr | None = Field(None, description="Basic-auth password (security profile 1)")
+    password_hash: str | None = Field(None, description="Hash of the password, from `evedge passwd`")
+    max_w: float = Field(22000.0, gt=0, description="Rated power of the charger in W")
+    phases: Phases = Field(3, description="Phases the charger is wired to (1 or 3)")
+    priority: int = Field(1, ge=0, le=100, description="Higher numbers are served first by the load cap")
+    evses: int = Field(1, ge=1, le=32, description="Number of EVSEs (1.6: connectors)")
+
+    @model_validator(mode="after")
+    def _check_password(self) -> ChargerSettings:
+        if self.password is not None and self.password_hash is not None:
+            raise ValueError("give password or password_hash, not both")
+        if self.password_hash is not None:
+            check_password_hash_format(self.password_hash)
+        return self
+
+
+class StoreSettings(Section):
+    meter_values_days: int = Field(
+        400, ge=1, description="Meter values older than this are pruned (transactions are kept)"
+    )
+    audit_days: int = Field(730, ge=1, description="Audit records older than this are pruned")
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one gateway."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    ocpp: OcppSettings = Field(default_factory=OcppSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    site: SiteSettings = Field(default_factory=SiteSettings)
+    groups: list[GroupSettings] = Field(default_factory=list)
+    chargers: list[ChargerSettings] = Field(default_factory=list)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+
+    def charger(self, charger_id: str) -> ChargerSettings | None:
+        return next((c for c in self.chargers if c.id == charger_id), None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _FileWithEnvSource(settings_cls))
+
+
+@dataclass
+class _Loading:
+    """What load_settings() is reading; the settings source fills in data and env_paths."""
+
+    path: Path | None
+    environ: Mapping[str, str]
+    data: dict[str, Any] = field(default_factory=dict)
+    env_paths: dict[str, str] = field(default_factory=dict)  # key path -> variable that set it
+
+
+_loading: ContextVar[_Loading] = ContextVar("_loading")
+
+
+class _FileWithEnvSource(PydanticBaseSettingsSource):
+    """The TOML file with the EVEDGE_* environment applied on top of it."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        loading = _loading.get(None) or _Loading(None, os.environ)
+        data = read_toml(loading.path) if loading.path is not None else {}
+        loading.env_paths.update(apply_environment(data, loading.environ))
+        loading.data = data
+        return data
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"], str(path)) from None
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot be read ({e.strerror})"], str(path)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: not valid TOML: {e}"], str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"], str(path)) from None
+
+
+def apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Apply EVEDGE_* overrides to the parsed file in place; returns {key path: variable name}."""
+    applied: dict[str, str] = {}
+    problems: list[str] = []
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var in NON_KEY_ENV:
+            continue
+        parts = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
+        section = Settings.model_fields.get(parts[0])
+        if section is None:
+            problems.append(f"{var}: there is no section {parts[0]!r}")
+            continue
+        try:
+            applied[_set_path(data, parts, _env_value(environ[var]), _is_list(section))] = var
+        except LookupError as e:
+            problems.append(f"{var}: {e.args[0]}")
+    if problems:
+        raise ConfigError(problems, "environment")
+    return applied
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: Any, section_is_list: bool) -> str:
+    """Set data[parts...] = value, list items found by id or index; returns the key path."""
+    node: Any = data
+    path: list[str] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            index = _item_index(node, part)
+            if index is None:
+                raise LookupError(f"no item {part!r} in {'.'.join(path)}")
+            path.append(_label(node[index], index))
+            if last:
+                node[index] = value
+            node = node[index]
+        elif isinstance(node, dict):
+            path.append(part)
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, [] if (i == 0 and section_is_list) else {})
+        else:
+            raise LookupError(f"{'.'.join(path)} is not a table")
+    return ".".join(path)
+
+
+def _env_value(raw: str) -> Any:
+    # JSON for lists and tables; everything else stays a string that pydantic converts to the key's type.
+    if raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    return raw
+
+
+def _item_index(items: list, part: str) -> int | None:
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and str(item.get("id", "")).lower() == part:
+            return i
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    return None
+
+
+def _is_list(field_info: Any) -> bool:
+    return get_origin(field_info.annotation) is list
+
+
+def _label(item: Any, index: int) -> str:
+    return str(item["id"]) if isinstance(item, dict) and isinstance(item.get("id"), str) else f"[{index}]"
+
+
+def config_path(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(path or environ.get("EVEDGE_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, override and validate the config; raise ConfigError naming every problem."""
+    environ = os.environ if environ is None else environ
+    loading = _Loading(config_path(path, environ), environ)
+    token = _loading.set(loading)
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, loading.data, loading.env_paths), str(loading.path)) from None
+    finally:
+        _loading.reset(token)
+    problems = reference_problems(settings)
+    if problems:
+        raise ConfigError(problems, str(loading.path))
+    return settings
+
+
+def reference_problems(settings: Settings) -> list[str]:
+    """What types cannot say: duplicate ids, references to things that do not exist, missing secrets."""
+    problems = []
+    for name in ("chargers", "groups"):
+        seen: set[str] = set()
+        for item in getattr(settings, name):
+            if item.id in seen:
+                problems.append(f"{name}.{item.id}: the id is used twice")
+            seen.add(item.id)
+    charger_ids = {c.id for c in settings.chargers}
+    for group in settings.groups:
+        for cid in group.chargers:
+            if cid not in charger_ids:
+                problems.append(f"groups.{group.id}.chargers: no charger has the id {cid!r}")
+    if settings.ocpp.security_profile >= 1:
+        for c in settings.chargers:
+            if c.password is None and c.password_hash is None:
+                problems.append(f"chargers.{c.id}.password: required with ocpp.security_profile = 1")
+    return problems
+
+
+def format_errors(error: ValidationError, data: Any = None, env_paths: Mapping[str, str] | None = None) -> list[str]:
+    """One line per problem: 'chargers.CP01.max_w: Input should be greater than 0 (got -5)'."""
+    env_paths = env_paths or {}
+    lines = []
+    for err in error.errors():
+        path = _key_path(err["loc"], data)
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            if not _is_secret(path) and not isinstance(err.get("input"), (dict, list)):
+                message += f" (got {err['input']!r})"
+        line = f"{path}: {message}" if path else message
+        if path in env_paths:
+            line += f" [from {env_paths[path]}]"
+        lines.append(line)
+    return lines
+
+
+def _key_path(loc: tuple, data: Any) -> str:
+    # Name list items by their id where they have one: chargers.CP01.max_w, not chargers[3].max_w.
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            parts.append(_label(item, part))
+            node = item
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts).replace(".[", "[")
+
+
+def _is_secret(path: str) -> bool:
+    leaf = path.rsplit(".", 1)[-1]
+    return any(word in leaf for word in _SECRET_WORDS)

@@ -1,0 +1,224 @@
+"""The simulated charger in OCPP 1.6J: Core, smart charging and remote trigger, from the charger's side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocpp.charge_point import snake_to_camel_case
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as Library, call, call_result
+from ocpp.v16.enums import Action
+
+from gateway.sim import profiles
+from gateway.sim.charger import Listening, SimCharger, SimEvse
+
+# Configuration keys a 1.6 charger reports; the writable ones take effect.
+_READ_ONLY = {"NumberOfConnectors", "ChargingScheduleAllowedChargingRateUnit", "ChargeProfileMaxStackLevel",
+              "SupportedFeatureProfiles"}  # fmt: skip
+
+
+class Refused(Exception):
+    """The gateway did not accept the badge."""
+
+
+class Sim16(SimCharger):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = {
+            "HeartbeatInterval": "300",
+            "MeterValueSampleInterval": str(int(self.spec.meter_interval_s)),
+            "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC",
+            "NumberOfConnectors": str(self.spec.evses),
+            "ChargingScheduleAllowedChargingRateUnit": "Current,Power",
+            "ChargeProfileMaxStackLevel": "8",
+            "AuthorizeRemoteTxRequests": "false",
+            "SupportedFeatureProfiles": "Core,SmartCharging,RemoteTrigger",
+        }
+
+    def make_protocol(self, ws: Any) -> Library:
+        return _Protocol(self, ws)
+
+    def heartbeat_interval_s(self) -> float:
+        return float(self.config["HeartbeatInterval"])
+
+    async def boot(self) -> None:
+        result = await self.call(call.BootNotification(
+            charge_point_model=self.spec.model, charge_point_vendor=self.spec.vendor,
+            charge_point_serial_number=f"SIM-{self.spec.id}", firmware_version="sim-1.0",
+        ))  # fmt: skip
+        self.config["HeartbeatInterval"] = str(result.interval)
+
+    async def heartbeat(self) -> None:
+        await self.call(call.Heartbeat())
+
+    async def send_status(self, evse: SimEvse) -> None:
+        await self.call(call.StatusNotification(connector_id=evse.id, error_code="NoError", status=evse.status,
+                                                timestamp=self.now()))  # fmt: skip
+
+    async def begin(self, evse: SimEvse, trigger: str, remote_start_id: int | None = None) -> None:
+        assert evse.id_tag is not None
+        if trigger != "RemoteStart" or self.config["AuthorizeRemoteTxRequests"] == "true":
+            auth = await self.call(call.Authorize(id_tag=evse.id_tag))
+            if auth.id_tag_info["status"] != "Accepted":
+                raise Refused(auth.id_tag_info["status"])
+        result = await self.call(call.StartTransaction(connector_id=evse.id, id_tag=evse.id_tag,
+                                                       meter_start=int(evse.meter_wh), timestamp=self.now()))  # fmt: skip
+        evse.tx_id = str(result.transaction_id)
+        await self.call_durable(self.meter_message(evse, "Transaction.Begin"))
+        if result.id_tag_info["status"] != "Accepted":
+            self.spawn(self.stop_session(evse.id, "DeAuthorized"))
+
+    def meter_message(self, evse: SimEvse, context: str) -> call.MeterValues:
+        return call.MeterValues(
+            connector_id=evse.id,
+            transaction_id=int(evse.tx_id) if evse.tx_id else None,
+            meter_value=[self._meter_value(evse, context)],
+        )
+
+    async def end(self, evse: SimEvse, reason: str) -> None:
+        assert evse.tx_id is not None
+        await self.call_durable(call.StopTransaction(
+            meter_stop=int(evse.meter_wh), timestamp=self.now(), transaction_id=int(evse.tx_id), reason=reason,
+            id_tag=evse.id_tag, transaction_data=[self._meter_value(evse, "Transaction.End")],
+        ))  # fmt: skip
+
+    def _meter_value(self, evse: SimEvse, context: str) -> dict[str, Any]:
+        return {
+            "timestamp": self.now(),
+            "sampled_value": [
+                {"value": str(value), "context": context, "measurand": measurand, "unit": unit,
+                 **({"phase": phase} if phase else {}), **({"location": location} if location else {})}
+                for measurand, value, unit, phase, location in self.sampled(evse)
+            ],
+        }  # fmt: skip
+
+    def evse_for_tx(self, transaction_id: int) -> SimEvse | None:
+        return next((e for e in self.evses.values() if e.tx_id == str(transaction_id)), None)
+
+
+class _Protocol(Listening, Library):
+    """The gateway's requests, answered as a charger would; actions they start run outside the handler."""
+
+    def __init__(self, sim: Sim16, ws: Any) -> None:
+        super().__init__(sim.spec.id, ws, response_timeout=30)
+        self.sim = sim
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start(self, id_tag: str, connector_id: int | None = None, charging_profile: dict | None = None,
+                        **_: Any) -> call_result.RemoteStartTransaction:  # fmt: skip
+        evse = self.sim.evses.get(connector_id) if connector_id else self.sim.evse()
+        if evse is None or evse.charging or not evse.available:
+            return call_result.RemoteStartTransaction(status="Rejected")
+        if charging_profile is not None:
+            self.sim.add_profile(evse.id, profiles.from_ocpp(snake_to_camel_case(charging_profile), self.sim.clock()))
+        self.sim.spawn(self.sim.start_session(evse.id, id_tag, remote_start_id=0))
+        return call_result.RemoteStartTransaction(status="Accepted")
+
+    @on(Action.remote_stop_transaction)
+    def on_remote_stop(self, transaction_id: int, **_: Any) -> call_result.RemoteStopTransaction:
+        evse = self.sim.evse_for_tx(transaction_id)
+        if evse is None:
+            return call_result.RemoteStopTransaction(status="Rejected")
+        self.sim.spawn(self.sim.stop_session(evse.id, "Remote"))
+        return call_result.RemoteStopTransaction(status="Accepted")
+
+    @on(Action.reset)
+    def on_reset(self, type: str, **_: Any) -> call_result.Reset:
+        async def reboot() -> None:
+            for evse in self.sim.evses.values():
+                await self.sim.stop_session(evse.id, "HardReset" if type == "Hard" else "SoftReset")
+            self.sim.drop_link()
+
+        self.sim.spawn(reboot())
+        return call_result.Reset(status="Accepted")
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id: int, type: str, **_: Any) -> call_result.ChangeAvailability:
+        targets = list(self.sim.evses.values()) if connector_id == 0 else [self.sim.evses.get(connector_id)]
+        if None in targets:
+            return call_result.ChangeAvailability(status="Rejected")
+        available = type == "Operative"
+        scheduled = any(e.charging for e in targets if e is not None) and not available
+        for evse in targets:
+            assert evse is not None
+            evse.available = available
+            if not evse.charging:
+                self.sim.spawn(self.sim.set_status(evse, "Available" if available else "Unavailable"))
+        return call_result.ChangeAvailability(status="Scheduled" if scheduled else "Accepted")
+
+    @on(Action.unlock_connector)
+    def on_unlock_connector(self, connector_id: int, **_: Any) -> call_result.UnlockConnector:
+        evse = self.sim.evses.get(connector_id)
+        if evse is None:
+            return call_result.UnlockConnector(status="NotSupported")
+        if evse.charging:
+            self.sim.spawn(self.sim.stop_session(evse.id, "UnlockCommand"))
+        return call_result.UnlockConnector(status="Unlocked")
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None, **_: Any) -> call_result.GetConfiguration:
+        wanted = key or list(self.sim.config)
+        known = [{"key": k, "readonly": k in _READ_ONLY, "value": self.sim.config[k]} for k in wanted
+                 if k in self.sim.config]  # fmt: skip
+        unknown = [k for k in wanted if k not in self.sim.config]
+        return call_result.GetConfiguration(configuration_key=known, unknown_key=unknown or None)
+
+    @on(Action.change_configuration)
+    def on_change_configuration(self, key: str, value: str, **_: Any) -> call_result.ChangeConfiguration:
+        if key not in self.sim.config:
+            return call_result.ChangeConfiguration(status="NotSupported")
+        if key in _READ_ONLY:
+            return call_result.ChangeConfiguration(status="Rejected")
+        if key in ("HeartbeatInterval", "MeterValueSampleInterval"):
+            if not value.isdigit():
+                return call_result.ChangeConfiguration(status="Rejected")
+            if key == "MeterValueSampleInterval":
+                self.sim.spec.meter_interval_s = float(value)
+        self.sim.config[key] = value
+        return call_result.ChangeConfiguration(status="Accepted")
+
+    @on(Action.clear_cache)
+    def on_clear_cache(self, **_: Any) -> call_result.ClearCache:
+        return call_result.ClearCache(status="Accepted")
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **_: Any) -> call_result.DataTransfer:
+        return call_result.DataTransfer(status="UnknownVendorId")
+
+    @on(Action.trigger_message)
+    def on_trigger_message(self, requested_message: str, connector_id: int | None = None,
+                           **_: Any) -> call_result.TriggerMessage:  # fmt: skip
+        sim = self.sim
+        evses = [sim.evses[connector_id]] if connector_id in sim.evses else list(sim.evses.values())
+        if requested_message == "BootNotification":
+            sim.spawn(sim.boot())
+        elif requested_message == "Heartbeat":
+            sim.spawn(sim.heartbeat())
+        elif requested_message == "StatusNotification":
+            for evse in evses:
+                sim.spawn(sim.send_status(evse))
+        elif requested_message == "MeterValues":
+            for evse in evses:
+                sim.spawn(sim.send_meter_values(evse.id, "Trigger"))
+        else:
+            return call_result.TriggerMessage(status="NotImplemented")
+        return call_result.TriggerMessage(status="Accepted")
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict,
+                                **_: Any) -> call_result.SetChargingProfile:  # fmt: skip
+        profile = profiles.from_ocpp(snake_to_camel_case(cs_charging_profiles), self.sim.clock())
+        if connector_id != 0 and connector_id not in self.sim.evses:
+            return call_result.SetChargingProfile(status="Rejected")
+        if profile.purpose == profiles.TX and (connector_id == 0 or not self.sim.evses[connector_id].charging):
+            return call_result.SetChargingProfile(status="Rejected")
+        self.sim.add_profile(connector_id, profile)
+        return call_result.SetChargingProfile(status="Accepted")
+
+    @on(Action.clear_charging_profile)
+    def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,
+                                  charging_profile_purpose: str | None = None, stack_level: int | None = None,
+                                  **_: Any) -> call_result.ClearChargingProfile:  # fmt: skip
+        purpose = profiles.purpose_of(charging_profile_purpose)
+        removed = self.sim.clear_profiles(id, connector_id, purpose, stack_level)
+        return call_result.ClearChargingProfile(status="Accepted" if removed else "Unknown")

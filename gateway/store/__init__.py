@@ -1,0 +1,51 @@
+"""The store: everything durable, in one SQLite file under the state directory.
+
+``Store`` opens the database and hands out one object per concern: ``transactions`` (sessions and meter
+values), ``chargers`` (boot info, presence, status, refused ids), ``audit``, ``accounts`` (users, tokens).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from gateway.clock import utcnow
+from gateway.store.accounts import Accounts
+from gateway.store.audit import AuditLog
+from gateway.store.chargers import Chargers
+from gateway.store.db import Database
+from gateway.store.transactions import Sample, Transaction, Transactions
+
+__all__ = ["Store", "Sample", "Transaction", "DB_NAME"]
+
+DB_NAME = "evedge.db"
+
+
+class Store:
+    def __init__(self, state_dir: Path) -> None:
+        self.db = Database(state_dir / DB_NAME)
+        self.transactions = Transactions(self.db)
+        self.chargers = Chargers(self.db)
+        self.audit = AuditLog(self.db)
+        self.accounts = Accounts(self.db)
+
+    async def open(self) -> Store:
+        await self.db.open()
+        return self
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def __aenter__(self) -> Store:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def prune(self, meter_values_days: int, audit_days: int) -> int:
+        """Housekeeping: old meter values, old audit records, expired tokens. Sessions are kept."""
+        now = utcnow()
+        removed = await self.transactions.prune_meter_values(now - timedelta(days=meter_values_days))
+        await self.audit.prune(now - timedelta(days=audit_days))
+        await self.accounts.prune_tokens()
+        return removed

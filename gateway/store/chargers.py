@@ -1,0 +1,100 @@
+"""What the gateway knows about chargers between connections: boot info, presence, status, refused ids."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from gateway.clock import iso
+from gateway.store.db import Database
+
+
+MAX_PENDING = 1000  # refused ids listed at most
+
+
+class Chargers:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def connected(self, charger_id: str, ocpp_version: str, at: datetime) -> None:
+        await self.db.execute(
+            "INSERT INTO chargers (id, ocpp_version, first_seen, last_connected) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET ocpp_version = excluded.ocpp_version, "
+            "last_connected = excluded.last_connected",
+            (charger_id, ocpp_version, iso(at), iso(at)),
+        )
+        # An accepted id is no longer waiting for a technician.
+        await self.db.execute("DELETE FROM pending_chargers WHERE id = ?", (charger_id,))
+
+    async def disconnected(self, charger_id: str, at: datetime) -> None:
+        await self.db.execute("UPDATE chargers SET last_disconnected = ? WHERE id = ?", (iso(at), charger_id))
+
+    async def booted(self, charger_id: str, at: datetime, vendor: str, model: str, serial: str | None,
+                     firmware: str | None) -> None:  # fmt: skip
+        await self.db.execute(
+            "UPDATE chargers SET vendor = ?, model = ?, serial = ?, firmware = ?, last_boot = ? WHERE id = ?",
+            (vendor, model, serial, firmware, iso(at), charger_id),
+        )
+
+    async def status(self, charger_id: str, evse: int, connector: int, status: str, error_code: str | None,
+                     info: str | None, at: datetime) -> None:  # fmt: skip
+        await self.db.execute(
+            "INSERT INTO connector_status (charger_id, evse, connector, status, error_code, info, ts) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (charger_id, evse, connector) DO UPDATE SET "
+            "status = excluded.status, error_code = excluded.error_code, info = excluded.info, ts = excluded.ts",
+            (charger_id, evse, connector, status, error_code, info, iso(at)),
+        )
+
+    async def event(self, charger_id: str, action: str, payload: dict[str, Any], at: datetime) -> None:
+        """A report the charger sent that is not about a session (NotifyEvent, DataTransfer, ...), as received."""
+        await self.db.execute(
+            "INSERT INTO charger_events (charger_id, ts, action, payload) VALUES (?, ?, ?, ?)",
+            (charger_id, iso(at), action, json.dumps(payload)),
+        )
+
+    async def events(self, charger_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            "SELECT ts, action, payload FROM charger_events WHERE charger_id = ? ORDER BY id DESC LIMIT ?",
+            (charger_id, limit),
+        )
+        return [{"ts": r["ts"], "action": r["action"], "payload": json.loads(r["payload"])} for r in rows]
+
+    async def refused(self, charger_id: str, remote: str | None, at: datetime) -> None:
+        """An unknown id knocked: list it for a technician. Ids come from the network, so the list is bounded."""
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            cursor = await conn.execute(
+                "UPDATE pending_chargers SET remote = ?, last_seen = ?, attempts = attempts + 1 WHERE id = ?",
+                (remote, iso(at), charger_id),
+            )
+            if cursor.rowcount == 0:
+                (count,) = await (await conn.execute("SELECT count(*) FROM pending_chargers")).fetchone()
+                if count < MAX_PENDING:
+                    await conn.execute(
+                        "INSERT INTO pending_chargers (id, remote, first_seen, last_seen) VALUES (?, ?, ?, ?)",
+                        (charger_id, remote, iso(at), iso(at)),
+                    )
+
+        await self.db.write(op)
+
+    async def pending(self) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            "SELECT id, remote, first_seen, last_seen, attempts FROM pending_chargers ORDER BY last_seen DESC"
+        )
+        return [dict(r) for r in rows]
+
+    async def info(self, charger_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """Boot info and presence per charger id."""
+        sql = "SELECT id, vendor, model, serial, firmware, ocpp_version, first_seen, last_boot, last_connected, " \
+              "last_disconnected FROM chargers"  # fmt: skip
+        rows = await (self.db.fetchall(sql + " WHERE id = ?", (charger_id,)) if charger_id else self.db.fetchall(sql))
+        return {r["id"]: dict(r) for r in rows}
+
+    async def statuses(self, charger_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT charger_id, evse, connector, status, error_code, info, ts FROM connector_status"
+        if charger_id:
+            return [dict(r) for r in await self.db.fetchall(sql + " WHERE charger_id = ?", (charger_id,))]
+        return [dict(r) for r in await self.db.fetchall(sql)]

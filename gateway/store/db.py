@@ -1,0 +1,173 @@
+"""The SQLite database: one writer task with group commit, one reader, schema migrations.
+
+Durability: WAL with ``synchronous=FULL``, so a commit is on disk before :meth:`Database.write` returns and
+before anything is acknowledged to a charger; a power cut loses nothing acknowledged. Writes that arrive
+together share one transaction (one fsync), which is what keeps this cheap on an SD card.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
+MAX_BATCH = 256
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0  # how many transactions the writer committed (batches), for benchmarks
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, around whole batches.
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=10000"):
+            await self._writer.execute(f"PRAGMA {pragma}")
+        await migrate(self._writer)
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        self._reader.row_factory = aiosqlite.Row
+        await self._reader.execute("PRAGMA busy_timeout=10000")
+        await self._reader.execute("PRAGMA query_only=1")
+        self._task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    @property
+    def is_open(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await self._queue.join()  # everything queued is committed before we go
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def write(self, op: WriteOp[T]) -> T:
+        """Run op inside a write transaction; returns once it is committed to disk."""
+        if self._task is None:
+            raise RuntimeError("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, future))
+        return await future
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """One statement, committed; returns the last row id."""
+
+        async def op(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(sql, tuple(params))
+            return cursor.lastrowid or 0
+
+        return await self.write(op)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        assert self._reader is not None, "the store is not open"
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def _write_loop(self) -> None:
+        conn = self._writer
+        assert conn is not None
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(conn, batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, conn: aiosqlite.Connection, batch: list) -> None:
+        results = []
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for op, _ in batch:
+                results.append(await op(conn))
+            await conn.execute("COMMIT")
+            self.commits += 1
+        except Exception as error:
+            await _rollback(conn)
+            if len(batch) == 1:
+                log.error("store write failed: %s", error)
+                _settle(batch[0][1], error=error)
+                return
+            # One bad write must not fail its neighbours: run each alone.
+            for item in batch:
+                await self._commit_batch(conn, [item])
+            return
+        for (_, future), result in zip(batch, results):
+            _settle(future, result)
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        pass  # no transaction was open
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():  # the waiter went away (its charger disconnected); the write still happened
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files("gateway.store").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            number, _, name = entry.name.partition("_")
+            found.append((int(number), name.removesuffix(".sql"), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the schema to the newest version; each migration commits whole or not at all."""
+    (current,) = await (await conn.execute("PRAGMA user_version")).fetchone()
+    for version, name, sql in migrations():
+        if version <= current:
+            continue
+        log.info("store migration version=%d name=%s", version, name)
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for statement in _statements(sql):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version={version}")
+            await conn.execute("COMMIT")
+        except Exception:
+            await _rollback(conn)
+            raise
+        current = version
+    return current
+
+
+def _statements(sql: str) -> list[str]:
+    # executescript() would commit on its own; split instead (our migrations hold no ';' inside strings).
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

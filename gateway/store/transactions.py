@@ -1,0 +1,307 @@
+"""Charging sessions and the meter values that belong to them, version-blind.
+
+A session is committed when it starts, moved forward by meter values, closed at stop. OCPP 1.6 sessions are
+found again by the gateway's id (which is their transactionId), OCPP 2.0.1 ones by the charger's
+transactionId: either way a stop after a gateway restart closes the right record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from gateway.clock import iso, utcnow
+from gateway.store.db import Database
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "id, charger_id, ocpp_id, evse, connector, id_tag, started_at, stopped_at, meter_start_wh, meter_last_wh, "
+    "meter_stop_wh, energy_wh, soc_start, soc_end, stop_reason"
+)
+# What the API and the exports show, in this order.
+EXPORT_FIELDS = (
+    "id", "charger", "evse", "connector", "id_tag", "started_at", "stopped_at", "meter_start_wh",
+    "meter_stop_wh", "energy_wh", "soc_start", "soc_end", "stop_reason",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Transaction:
+    id: int
+    charger_id: str
+    ocpp_id: str | None
+    evse: int | None
+    connector: int | None
+    id_tag: str | None
+    started_at: str | None
+    stopped_at: str | None
+    meter_start_wh: float | None
+    meter_last_wh: float | None
+    meter_stop_wh: float | None
+    energy_wh: float | None
+    soc_start: float | None
+    soc_end: float | None
+    stop_reason: str | None
+
+    @property
+    def open(self) -> bool:
+        return self.stopped_at is None
+
+    @property
+    def energy_so_far_wh(self) -> float | None:
+        if self.energy_wh is not None:
+            return self.energy_wh
+        return _energy(self.meter_start_wh, self.meter_last_wh)
+
+    def as_json(self) -> dict[str, Any]:
+        row = {**self.__dict__, "charger": self.charger_id}
+        return {name: row[name] for name in EXPORT_FIELDS}
+
+
+def _energy(start: float | None, stop: float | None) -> float | None:
+    if start is None or stop is None:
+        return None
+    return round(stop - start, 3)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One meter value: when, the numbers the gateway understood, and what the charger sent."""
+
+    ts: datetime
+    sampled_value: list[dict[str, Any]]
+    energy_wh: float | None = None
+    soc: float | None = None
+
+
+class Transactions:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def start(
+        self,
+        charger_id: str,
+        evse: int,
+        connector: int | None,
+        id_tag: str | None,
+        started_at: datetime,
+        meter_start_wh: float | None,
+        *,
+        ocpp_id: str | None = None,
+        soc: float | None = None,
+    ) -> Transaction:
+        """Open a session (committed on return). Idempotent: a charger repeating the same start gets the same one."""
+
+        async def op(conn: aiosqlite.Connection) -> Transaction:
+            now = iso(utcnow())
+            if ocpp_id is not None:
+                existing = await _one(conn, "WHERE charger_id = ? AND ocpp_id = ?", (charger_id, ocpp_id))
+            else:
+                existing = await _one(
+                    conn,
+                    "WHERE charger_id = ? AND evse = ? AND ocpp_id IS NULL AND id_tag IS ? AND started_at = ? "
+                    "AND meter_start_wh IS ?",
+                    (charger_id, evse, id_tag, iso(started_at), meter_start_wh),
+                )
+            if existing is not None:
+                return existing
+            await _close_superseded(conn, charger_id, evse, now)
+            cursor = await conn.execute(
+                "INSERT INTO transactions (charger_id, ocpp_id, evse, connector, id_tag, started_at, meter_start_wh, "
+                "meter_last_wh, soc_start, soc_end, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (charger_id, ocpp_id, evse, connector, id_tag, iso(started_at), meter_start_wh, meter_start_wh,
+                 soc, soc, now),
+            )  # fmt: skip
+            found = await _one(conn, "WHERE id = ?", (cursor.lastrowid,))
+            assert found is not None
+            return found
+
+        return await self.db.write(op)
+
+    async def record_meter_values(
+        self, charger_id: str, evse: int, transaction_id: int | None, samples: list[Sample]
+    ) -> None:
+        """Store the samples as received and move the session's meter and SoC forward, in one commit."""
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.executemany(
+                "INSERT INTO meter_values (charger_id, evse, transaction_id, ts, sampled_value) VALUES (?, ?, ?, ?, ?)",
+                [(charger_id, evse, transaction_id, iso(s.ts), json.dumps(s.sampled_value)) for s in samples],
+            )
+            if transaction_id is not None:
+                await _advance(conn, transaction_id, samples)
+
+        await self.db.write(op)
+
+    async def update(self, transaction_id: int, *, id_tag: str | None = None, samples: list[Sample] = ()) -> None:
+        """Later facts about an open session: the badge shown after plug-in, meter readings."""
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            if id_tag is not None:
+                await conn.execute(
+                    "UPDATE transactions SET id_tag = ?, updated_at = ? WHERE id = ?",
+                    (id_tag, iso(utcnow()), transaction_id),
+                )
+            await _advance(conn, transaction_id, list(samples))
+
+        await self.db.write(op)
+
+    async def stop(
+        self,
+        transaction_id: int,
+        stopped_at: datetime,
+        meter_stop_wh: float | None,
+        reason: str | None,
+        *,
+        soc: float | None = None,
+        id_tag: str | None = None,
+    ) -> Transaction | None:
+        """Close a session; energy = meter stop - meter start. A repeated stop changes nothing."""
+
+        async def op(conn: aiosqlite.Connection) -> Transaction | None:
+            found = await _one(conn, "WHERE id = ?", (transaction_id,))
+            if found is None or not found.open:
+                return found
+            stop_wh = meter_stop_wh if meter_stop_wh is not None else found.meter_last_wh
+            await conn.execute(
+                "UPDATE transactions SET stopped_at = ?, meter_stop_wh = ?, meter_last_wh = COALESCE(?, meter_last_wh),"
+                " energy_wh = ?, soc_end = COALESCE(?, soc_end), stop_reason = ?, id_tag = COALESCE(id_tag, ?),"
+                " updated_at = ? WHERE id = ?",
+                (iso(stopped_at), stop_wh, stop_wh, _energy(found.meter_start_wh, stop_wh), soc, reason, id_tag,
+                 iso(stopped_at), transaction_id),
+            )  # fmt: skip
+            return await _one(conn, "WHERE id = ?", (transaction_id,))
+
+        return await self.db.write(op)
+
+    async def get(self, transaction_id: int) -> Transaction | None:
+        return _from_row(await self.db.fetchone(f"SELECT {COLUMNS} FROM transactions WHERE id = ?", (transaction_id,)))
+
+    async def by_ocpp_id(self, charger_id: str, ocpp_id: str) -> Transaction | None:
+        return _from_row(
+            await self.db.fetchone(
+                f"SELECT {COLUMNS} FROM transactions WHERE charger_id = ? AND ocpp_id = ?", (charger_id, ocpp_id)
+            )
+        )
+
+    async def open_for(self, charger_id: str) -> list[Transaction]:
+        rows = await self.db.fetchall(
+            f"SELECT {COLUMNS} FROM transactions WHERE charger_id = ? AND stopped_at IS NULL ORDER BY id", (charger_id,)
+        )
+        return [_from_row(r) for r in rows]  # type: ignore[misc]
+
+    async def query(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        charger_id: str | None = None,
+        id_tag: str | None = None,
+        limit: int = 10000,
+    ) -> list[Transaction]:
+        """Sessions that started in [since, until), newest first."""
+        where, params = _filters(since, until, charger_id, id_tag)
+        rows = await self.db.fetchall(
+            f"SELECT {COLUMNS} FROM transactions {where} ORDER BY started_at DESC, id DESC LIMIT ?", (*params, limit)
+        )
+        return [_from_row(r) for r in rows]  # type: ignore[misc]
+
+    async def meter_values(
+        self, charger_id: str, since: datetime | None = None, until: datetime | None = None, limit: int = 10000
+    ) -> list[dict[str, Any]]:
+        clauses, params = ["charger_id = ?"], [charger_id]
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(iso(since))
+        if until is not None:
+            clauses.append("ts < ?")
+            params.append(iso(until))
+        rows = await self.db.fetchall(
+            "SELECT evse, transaction_id, ts, sampled_value FROM meter_values WHERE "
+            + " AND ".join(clauses)
+            + " ORDER BY ts, id LIMIT ?",
+            (*params, limit),
+        )
+        return [
+            {"evse": r["evse"], "transaction_id": r["transaction_id"], "timestamp": r["ts"],
+             "sampled_value": json.loads(r["sampled_value"])}
+            for r in rows
+        ]  # fmt: skip
+
+    async def prune_meter_values(self, before: datetime, batch: int = 5000) -> int:
+        """Delete meter values older than `before`, in small commits so the writer never stalls for long."""
+        removed = 0
+        while True:
+            n = await self.db.write(_delete_batch(iso(before), batch))
+            removed += n
+            if n < batch:
+                return removed
+
+
+def _delete_batch(before: str, batch: int):
+    async def op(conn: aiosqlite.Connection) -> int:
+        cursor = await conn.execute(
+            "DELETE FROM meter_values WHERE id IN (SELECT id FROM meter_values WHERE ts < ? LIMIT ?)", (before, batch)
+        )
+        return cursor.rowcount
+
+    return op
+
+
+def _filters(
+    since: datetime | None, until: datetime | None, charger_id: str | None, id_tag: str | None
+) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    for clause, value in (
+        ("started_at >= ?", since and iso(since)),
+        ("started_at < ?", until and iso(until)),
+        ("charger_id = ?", charger_id),
+        ("id_tag = ?", id_tag),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+async def _advance(conn: aiosqlite.Connection, transaction_id: int, samples: list[Sample]) -> None:
+    energy = [s.energy_wh for s in samples if s.energy_wh is not None]
+    socs = [s.soc for s in samples if s.soc is not None]
+    if not energy and not socs:
+        return
+    last_wh = max(energy) if energy else None
+    await conn.execute(
+        "UPDATE transactions SET meter_start_wh = COALESCE(meter_start_wh, ?), meter_last_wh = COALESCE(?, meter_last_wh),"
+        " soc_start = COALESCE(soc_start, ?), soc_end = COALESCE(?, soc_end), updated_at = ? WHERE id = ? AND "
+        "stopped_at IS NULL",
+        (min(energy) if energy else None, last_wh, socs[0] if socs else None, socs[-1] if socs else None,
+         iso(samples[-1].ts), transaction_id),
+    )  # fmt: skip
+
+
+async def _close_superseded(conn: aiosqlite.Connection, charger_id: str, evse: int, now: str) -> None:
+    # One EVSE runs one session: an older one still open here was lost by the charger (a reboot, say).
+    cursor = await conn.execute(
+        "SELECT id FROM transactions WHERE charger_id = ? AND evse = ? AND stopped_at IS NULL", (charger_id, evse)
+    )
+    for (stale_id,) in await cursor.fetchall():
+        log.warning("closing superseded transaction charger=%s evse=%s id=%s", charger_id, evse, stale_id)
+        await conn.execute(
+            "UPDATE transactions SET stopped_at = ?, meter_stop_wh = meter_last_wh, "
+            "energy_wh = meter_last_wh - meter_start_wh, stop_reason = 'Superseded', updated_at = ? WHERE id = ?",
+            (now, now, stale_id),
+        )
+
+
+async def _one(conn: aiosqlite.Connection, where: str, params: tuple) -> Transaction | None:
+    cursor = await conn.execute(f"SELECT {COLUMNS} FROM transactions {where}", params)
+    return _from_row(await cursor.fetchone())
+
+
+def _from_row(row: Any) -> Transaction | None:
+    return None if row is None else Transaction(*row)

@@ -1,0 +1,237 @@
+"""The HTTP API under /api/v1: the same operations as the console, for machines, with bearer tokens.
+
+Reading needs a token of any role. Acting goes through the command door, which decides on the role and
+writes the audit record, so the API never second-guesses it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from gateway.auth import Actor, Role
+from gateway.commands import CommandError, Commands, OcppRequest
+from gateway.model import Site
+from gateway.points import ProcessImage
+from gateway.store import Store
+from gateway.store.transactions import EXPORT_FIELDS
+
+API_VERSION = "v1"
+# How each refusal of the command door reads over HTTP.
+_STATUS = {"forbidden": 403, "unknown_target": 404, "offline": 409, "busy": 429, "timeout": 504, "invalid": 422,
+           "call_error": 502, "bad_answer": 502, "unsupported": 501}  # fmt: skip
+
+
+@dataclass
+class WebContext:
+    """What the web layer may use; the composition root fills it."""
+
+    site: Site
+    image: ProcessImage
+    store: Store
+    commands: Commands
+    health: Callable[[], dict[str, Any]]
+
+
+def create_app(ctx: WebContext) -> FastAPI:
+    app = FastAPI(
+        title="evedge",
+        summary="On-site gateway for EV-charging sites",
+        version="0.1.0",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.include_router(_router())
+
+    @app.exception_handler(CommandError)
+    async def command_error(request: Request, exc: CommandError) -> JSONResponse:
+        if exc.code == "call_error":  # the charger's own refusal, as it sent it
+            return JSONResponse({"callError": exc.details}, status_code=_STATUS[exc.code])
+        return JSONResponse(exc.as_json(), status_code=_STATUS.get(exc.code, 500))
+
+    return app
+
+
+def _ctx(request: Request) -> WebContext:
+    return request.app.state.ctx
+
+
+async def current_actor(request: Request) -> Actor:
+    """The caller behind a bearer token; 401 without a valid one."""
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    found = await _ctx(request).store.accounts.token_role(token.strip())
+    if found is None:
+        raise HTTPException(401, "unknown or expired token", headers={"WWW-Authenticate": "Bearer"})
+    role, label = found
+    return Actor(label, role, "api")
+
+
+def require(role: Role) -> Callable[..., Any]:
+    async def check(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+        if actor.role < role:
+            raise HTTPException(403, f"this needs the {role.name} role")
+        return actor
+
+    return check
+
+
+Reader = Annotated[Actor, Depends(require(Role.guest))]
+Operator = Annotated[Actor, Depends(require(Role.operator))]
+Ctx = Annotated[WebContext, Depends(_ctx)]
+ChargerId = Annotated[str, Path(description="Charge point id")]
+Since = Annotated[datetime | None, Query(description="From this time on (ISO 8601; UTC when no zone)")]
+Until = Annotated[datetime | None, Query(description="Before this time (ISO 8601; UTC when no zone)")]
+Limit = Annotated[int, Query(ge=1, le=100000)]
+
+
+def _router() -> APIRouter:
+    api = APIRouter(prefix=f"/api/{API_VERSION}")
+
+    @api.get("/health", summary="Status of every part (no authentication)")
+    async def health(ctx: Ctx) -> dict[str, Any]:
+        parts = ctx.health()
+        ok = all(part.get("status") == "ok" for part in parts.values())
+        return {"status": "ok" if ok else "degraded", "parts": parts}
+
+    @api.get("/chargers", summary="Topology, connection and live state of every charger")
+    async def chargers(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
+        info = await ctx.store.chargers.info()
+        return [_charger_view(ctx, cid, info.get(cid, {})) for cid in sorted(ctx.site.chargers)]
+
+    @api.get("/chargers/{charger_id}", summary="One charger")
+    async def charger(ctx: Ctx, _: Reader, charger_id: ChargerId) -> dict[str, Any]:
+        _known(ctx, charger_id)
+        info = await ctx.store.chargers.info(charger_id)
+        return _charger_view(ctx, charger_id, info.get(charger_id, {}))
+
+    @api.get("/pending-chargers", summary="Unknown charger ids refused at the handshake")
+    async def pending(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
+        return await ctx.store.chargers.pending()
+
+    @api.post(
+        "/chargers/{charger_id}/ocpp/{action}",
+        summary="Send any OCPP request to a charger; returns its answer (or its CALLERROR)",
+        responses={502: {"description": "The charger answered with a CALLERROR"}},
+        openapi_extra={"requestBody": {"description": "The request payload, as the spec spells it",
+                                       "content": {"application/json": {"schema": {"type": "object"}}}}},
+    )
+    async def ocpp_request(
+        request: Request,
+        ctx: Ctx,
+        charger_id: ChargerId,
+        action: Annotated[str, Path(description="OCPP action, e.g. GetConfiguration")],
+    ) -> dict[str, Any]:
+        actor = await current_actor(request)
+        payload = await _json_object(request)
+        return await ctx.commands.execute(OcppRequest(charger_id, action, payload), actor)
+
+    @api.get("/transactions", summary="Charging sessions, newest first", response_model=None)
+    async def transactions(
+        ctx: Ctx,
+        _: Reader,
+        since: Since = None,
+        until: Until = None,
+        charger: str | None = None,
+        id_tag: str | None = None,
+        format: Literal["json", "csv"] = "json",
+        limit: Limit = 10000,
+    ) -> list[dict[str, Any]] | Response:
+        found = await ctx.store.transactions.query(_utc(since), _utc(until), charger, id_tag, limit)
+        rows = [tx.as_json() for tx in found]
+        if format == "csv":
+            return _csv(rows, EXPORT_FIELDS, "transactions.csv")
+        return rows
+
+    @api.get("/chargers/{charger_id}/meter-values", summary="Meter values as received, oldest first")
+    async def meter_values(
+        ctx: Ctx, _: Reader, charger_id: ChargerId, since: Since = None, until: Until = None, limit: Limit = 10000
+    ) -> list[dict[str, Any]]:
+        _known(ctx, charger_id)
+        return await ctx.store.transactions.meter_values(charger_id, _utc(since), _utc(until), limit)
+
+    @api.get("/audit", summary="Commands sent through the gateway, with who sent them, newest first")
+    async def audit(ctx: Ctx, _: Operator, since: Since = None, target: str | None = None,
+                    limit: Limit = 1000) -> list[dict[str, Any]]:  # fmt: skip
+        return await ctx.store.audit.query(_utc(since), target, limit)
+
+    return api
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, whatever Content-Type the client put on it (curl -d says form data)."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(422, "the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise HTTPException(422, "the body must be a JSON object")
+    return payload
+
+
+def _known(ctx: WebContext, charger_id: str) -> None:
+    if charger_id not in ctx.site.chargers:
+        raise HTTPException(404, f"no charger {charger_id!r} on this site")
+
+
+def _charger_view(ctx: WebContext, charger_id: str, info: dict[str, Any]) -> dict[str, Any]:
+    charger = ctx.site.chargers[charger_id]
+    prefix = f"chargers/{charger_id}/"
+    live: dict[str, Any] = {}
+    evses: dict[int, dict[str, Any]] = {n: {"id": n, "connectors": sorted(e.connectors)}
+                                        for n, e in charger.evses.items()}  # fmt: skip
+    for name, point in ctx.image.items(prefix):
+        rest = name[len(prefix) :].split("/")
+        if len(rest) == 1:
+            live[rest[0]] = point.as_json()
+        elif len(rest) == 3 and rest[0] == "evse" and rest[1].isdigit():
+            evse = evses.setdefault(int(rest[1]), {"id": int(rest[1]), "connectors": [1]})
+            evse[rest[2]] = point.as_json()
+    online = ctx.image.value(prefix + "online", False)
+    return {
+        "id": charger_id,
+        "configured": charger.configured,
+        "max_w": charger.max_w,
+        "phases": charger.phases,
+        "priority": charger.priority,
+        "groups": charger.groups,
+        "online": online,
+        "ocpp_version": ctx.image.value(prefix + "ocpp_version"),
+        "boot": {k: info.get(k) for k in ("vendor", "model", "serial", "firmware", "last_boot")},
+        "last_connected": info.get("last_connected"),
+        "last_disconnected": info.get("last_disconnected"),
+        "live": live,
+        "evses": [evses[n] for n in sorted(evses)],
+    }
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def _csv(rows: list[dict[str, Any]], fields: tuple[str, ...], filename: str) -> Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,225 @@
+"""Fixtures: real peers on free loopback ports, started per test and stopped after it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import App
+from gateway.auth import Role
+from gateway.settings import Settings, load_settings
+from gateway.sim.charger import SimCharger, SimSpec
+from gateway.sim.site import make_charger
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORDS = {"CP16": "password-of-CP16", "CP201": "password-of-CP201", "CPB": "password-of-CPB"}
+
+BASE_CONFIG = """
+[gateway]
+id = "test"
+state_dir = "{state_dir}"
+
+[ocpp]
+listen = "127.0.0.1:{ocpp_port}"
+call_timeout_s = {call_timeout_s}
+heartbeat_interval_s = 60
+
+[web]
+listen = "127.0.0.1:{web_port}"
+
+[site]
+limit_w = 100000
+
+[[chargers]]
+id = "CP16"
+password = "password-of-CP16"
+evses = 2
+
+[[chargers]]
+id = "CP201"
+password = "password-of-CP201"
+
+[[chargers]]
+id = "CPB"
+password = "password-of-CPB"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(directory: Path, extra: str = "", call_timeout_s: float = 5.0, ocpp_port: int = 0,
+                 web_port: int = 0) -> Path:  # fmt: skip
+    path = directory / "evedge.toml"
+    path.write_text(
+        BASE_CONFIG.format(state_dir=directory / "state", ocpp_port=ocpp_port, web_port=web_port,
+                           call_timeout_s=call_timeout_s) + textwrap.dedent(extra)  # fmt: skip
+    )
+    return path
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Wait until check() (sync or async) returns something truthy; fail with the last value after timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
+class Gateway:
+    """An in-process gateway on free ports, with helpers to reach it."""
+
+    def __init__(self, app: App, admin_token: str) -> None:
+        self.app = app
+        self.admin_token = admin_token
+
+    @property
+    def ocpp_url(self) -> str:
+        return f"ws://127.0.0.1:{self.app.ocpp.port}/ocpp"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.app.web.port}"
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"} if token != "" else {}
+        return httpx.AsyncClient(base_url=self.web_url, headers=headers, timeout=30)
+
+    async def token(self, role: Role) -> str:
+        return await self.app.store.accounts.create_token(role, f"test-{role.name}")
+
+    def charger(self, charger_id: str, version: str, password: str | None = None, **spec: Any) -> SimCharger:
+        password = PASSWORDS.get(charger_id) if password is None else password
+        return make_charger(SimSpec(charger_id, version, self.ocpp_url, password, **spec),
+                            reconnect_min_s=0.05, reconnect_max_s=0.5)  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    app = App(settings)
+    task = asyncio.create_task(app.run())
+    started = asyncio.create_task(app.started.wait())
+    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        started.cancel()
+        task.result()  # raises what stopped it
+    try:
+        yield Gateway(app, await app.store.accounts.create_token(Role.admin, "test-admin"))
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    settings = load_settings(write_config(tmp_path), environ={})
+    async with running_gateway(settings) as gw:
+        yield gw
+
+
+@contextlib.asynccontextmanager
+async def connected(*chargers: SimCharger) -> AsyncIterator[None]:
+    """Run simulated chargers until the block ends; enter once every one is connected and booted."""
+    tasks = [asyncio.create_task(c.run()) for c in chargers]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in chargers)), 15)
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+def connect() -> Callable[..., contextlib.AbstractAsyncContextManager[None]]:
+    return connected
+
+
+# -- the gateway as a separate process (kill -9, CLI) --------------------------------------------------------
+
+
+class GatewayProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVEDGE_")}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)], cwd=ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                return self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                return self.process.wait(10)
+        return self.process.returncode
+
+
+@pytest.fixture
+def gateway_process(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    started: list[GatewayProcess] = []
+
+    def make(config: Path) -> GatewayProcess:
+        gp = GatewayProcess(config, tmp_path / "gateway.log")
+        started.append(gp)
+        return gp
+
+    yield make
+    for gp in started:
+        if gp.process is not None and gp.process.poll() is None:
+            gp.process.kill()
+            gp.process.wait(10)
+
+
+async def wait_http(url: str, timeout: float = 20.0) -> None:
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                return (await client.get(url)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await eventually(up, timeout, 0.1)
+
+
+Check = Callable[[], Awaitable[Any]]
