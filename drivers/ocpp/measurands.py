@@ -21,6 +21,7 @@ SOC = "SoC"
 _SCALE = {"wh": 1.0, "kwh": 1000.0, "w": 1.0, "kw": 1000.0, "a": 1.0, "v": 1.0, "percent": 1.0}
 _DEFAULT_UNIT = {ENERGY: "Wh", POWER: "W", CURRENT: "A", VOLTAGE: "V", SOC: "Percent"}
 _EV_SIDE = {None, "Outlet", "EV", "Cable"}
+_TEXT_FIELDS = ("context", "location", "measurand", "phase", "format", "unit")
 _PHASES = {"L1": "l1", "L2": "l2", "L3": "l3", "L1-N": "l1", "L2-N": "l2", "L3-N": "l3"}
 
 
@@ -75,16 +76,16 @@ def read(sampled_values: list[dict[str, Any]]) -> Reading:
     """Sampled values of one MeterValue (camelCase, as on the wire) -> Reading."""
     reading = Reading()
     for sv in sampled_values:
-        if not isinstance(sv, dict):
+        if not isinstance(sv, dict) or not all(isinstance(sv.get(k), (str, type(None))) for k in _TEXT_FIELDS):
             continue
         reading.context = reading.context or sv.get("context")
         if sv.get("location") not in _EV_SIDE:
             continue
-        measurand = sv.get("measurand", ENERGY)
+        measurand = sv.get("measurand") or ENERGY
         value = _number(sv, measurand)
         if value is None:
             continue
-        phase = _PHASES.get(sv.get("phase"), "") if sv.get("phase") else ""
+        phase = _PHASES.get(sv["phase"], "") if sv.get("phase") else ""
         if sv.get("phase") and not phase:
             continue  # N, L1-L2, ...: not a phase we add up
         if measurand == ENERGY:

@@ -1,0 +1,183 @@
+"""The `evedge` command, run as a user would: a separate process."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import signal
+import socket
+import sys
+
+import httpx
+import pytest
+
+from gateway.auth import Role, verify_password
+from gateway.settings import load_settings
+from tests.conftest import ROOT, connected, eventually, free_port, running_gateway, write_config
+
+
+async def evedge(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+                 timeout: float = 60) -> tuple[int, str, str]:  # fmt: skip
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EVEDGE_")} | (env or {})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", *args, cwd=ROOT, env=environ, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode() if stdin else None), timeout)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_check_config_accepts_the_shipped_files():
+    for name in ("etc/evedge.toml", "etc/demo.toml"):
+        code, out, _ = await evedge("check-config", "-c", name)
+        assert code == 0 and "OK" in out
+
+
+async def test_check_config_names_every_problem(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[ocpp]\nlisten = "9000"\ncolour = "red"\n[site]\nlimit_w = -1\n'
+        '[[groups]]\nid = "g1"\nchargers = ["GHOST"]\n'
+        '[[chargers]]\nid = "CP01"\npassword = "s3cret-value"\nmax_w = 0\n'
+    )
+    code, out, err = await evedge("check-config", "-c", str(bad))
+    assert code == 1 and out == ""
+    assert "ocpp.listen: expected HOST:PORT" in err
+    assert "ocpp.colour: unknown key" in err
+    assert "site.limit_w: Input should be greater than 0" in err
+    assert "chargers.CP01.max_w: Input should be greater than 0" in err
+    assert "s3cret-value" not in err
+
+    refs = tmp_path / "refs.toml"
+    refs.write_text('[[groups]]\nid = "g1"\nchargers = ["GHOST"]\n[[chargers]]\nid = "CP01"\n')
+    code, _, err = await evedge("check-config", "-c", str(refs))
+    assert code == 1
+    assert "groups.g1.chargers: no charger has the id 'GHOST'" in err
+    assert "chargers.CP01.password: required with ocpp.security_profile = 1" in err
+
+    code, _, err = await evedge("check-config", "-c", str(tmp_path / "missing.toml"))
+    assert code == 1 and "no such file" in err
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[ocpp\nlisten=")
+    code, _, err = await evedge("check-config", "-c", str(broken))
+    assert code == 1 and "not valid TOML" in err
+
+
+async def test_environment_overrides_the_file(tmp_path):
+    config = write_config(tmp_path)
+    code, _, err = await evedge("check-config", "-c", str(config), env={"EVEDGE_SITE__LIMIT_W": "lots"})
+    assert code == 1 and "site.limit_w" in err and "[from EVEDGE_SITE__LIMIT_W]" in err
+    code, _, err = await evedge("check-config", env={"EVEDGE_CONFIG": str(config), "EVEDGE_NOSUCH__KEY": "1"})
+    assert code == 1 and "EVEDGE_NOSUCH__KEY: there is no section 'nosuch'" in err
+    settings = load_settings(config, {"EVEDGE_CHARGERS__CP16__MAX_W": "7400", "EVEDGE_OCPP__AUTO_ACCEPT": "true",
+                                      "EVEDGE_GROUPS": '[{"id": "row", "chargers": ["CP16"]}]'})  # fmt: skip
+    assert settings.charger("CP16").max_w == 7400 and settings.ocpp.auto_accept is True
+    assert [g.id for g in settings.groups] == ["row"]
+
+
+async def test_run_refuses_a_bad_config_and_a_taken_port(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[web]\nlisten = "nowhere"\n')
+    code, _, err = await evedge("run", "-c", str(bad))
+    assert code == 1 and "web.listen: expected HOST:PORT" in err
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = write_config(tmp_path, web_port=taken.getsockname()[1])
+        code, _, err = await evedge("run", "-c", str(config))
+    assert code == 1 and "cannot start" in err and "address already in use" in err.lower()
+
+
+async def test_passwd_makes_a_hash_a_charger_can_log_in_with(tmp_path):
+    code, out, _ = await evedge("passwd", "--password-stdin", stdin="correct horse battery\n")
+    assert code == 0
+    hashed = out.strip()
+    assert hashed.startswith("scrypt$") and verify_password("correct horse battery", hashed)
+    assert not verify_password("wrong", hashed)
+    code, _, err = await evedge("passwd", "--password-stdin", stdin="short\n")
+    assert code == 1 and "at least 8" in err
+
+    config = write_config(tmp_path, f'\n[[chargers]]\nid = "HASHED"\npassword_hash = "{hashed}"\n')
+    async with running_gateway(load_settings(config, environ={})) as gw:
+        sim = gw.charger("HASHED", "1.6", password="correct horse battery")
+        async with connected(sim):
+            assert sim.boots == 1
+
+
+async def test_token_create_and_user_add(tmp_path):
+    config = write_config(tmp_path)
+    async with running_gateway(load_settings(config, environ={})) as gw:
+        code, out, err = await evedge("token", "create", "--role", "guest", "--label", "wallboard", "-c", str(config))
+        assert code == 0 and "shown once" in err
+        token = out.strip()
+        async with gw.client(token) as api:
+            assert (await api.get("/api/v1/chargers")).status_code == 200
+            assert (await api.post("/api/v1/chargers/CP16/ocpp/ClearCache", json={})).status_code == 403
+
+        code, _, _ = await evedge("user", "add", "maria", "--role", "operator", "--password-stdin", "-c", str(config),
+                                  stdin="a good password\n")  # fmt: skip
+        assert code == 0
+        assert await gw.app.store.accounts.check_user("maria", "a good password") == Role.operator
+        assert await gw.app.store.accounts.check_user("maria", "a bad password") is None
+
+
+async def test_send_reaches_the_charger_and_is_audited(tmp_path):
+    config = write_config(tmp_path)
+    async with running_gateway(load_settings(config, environ={})) as gw:
+        sim = gw.charger("CP16", "1.6")
+        async with connected(sim):
+            url = gw.web_url
+            code, out, _ = await evedge("send", "-c", str(config), "--url", url, "CP16", "GetConfiguration",
+                                        '{"key": ["NumberOfConnectors"]}')  # fmt: skip
+            assert code == 0, out
+            assert '"key": "NumberOfConnectors"' in out and sim.heard[-1] == "GetConfiguration"
+            code, _, err = await evedge("send", "-c", str(config), "--url", url, "CP16", "GetLocalListVersion")
+            assert code == 1 and "callError" in err
+            code, _, err = await evedge("send", "-c", str(config), "--url", url, "CP16", "Reset", "not json")
+            assert code == 2 and "not JSON" in err
+        audit = await gw.app.store.audit.query(target="CP16")
+        assert audit[-1]["actor"] == f"api:cli:{getpass.getuser()}"
+        # The one-minute token the CLI minted was revoked once used.
+        rows = await gw.app.store.db.fetchall("SELECT label FROM api_tokens WHERE label LIKE 'cli:%'")
+        assert rows == []
+
+
+async def test_demo_shows_sessions_within_a_minute(tmp_path):
+    ocpp_port, web_port = free_port(), free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EVEDGE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "demo", "--state-dir", str(tmp_path / "demo"),
+        "--ocpp-port", str(ocpp_port), "--web-port", str(web_port), cwd=ROOT, env=environ,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        banner = ""
+        while "Admin token" not in banner:
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, "the demo ended before printing its URLs"
+            banner += line.decode()
+        token = banner.split("Admin token")[1].split()[0]
+        assert f"http://127.0.0.1:{web_port}/api/v1/health" in banner
+        assert f"ws://127.0.0.1:{ocpp_port}/ocpp" in banner
+
+        async def sessions() -> list:
+            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as api:
+                return (await api.get(f"http://127.0.0.1:{web_port}/api/v1/transactions")).json()
+
+        rows = await eventually(sessions, timeout=60, interval=0.5)
+        assert {r["charger"] for r in rows} <= {"CP01", "CP02", "CP03", "CP04"}
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("EVEDGE_"):
+            monkeypatch.delenv(name)
