@@ -47,8 +47,9 @@ FROM_CHARGER = {
     }),
 }  # fmt: skip
 _KNOWN = {V16: frozenset(a.value for a in Action16), V201: frozenset(a.value for a in Action201)}
-# Every action the central system may send to a charger: the rest of each version's actions.
-TO_CHARGER = {v: _KNOWN[v] - FROM_CHARGER[v] for v in (V16, V201)}
+# Every action the central system may send to a charger: the rest of each version's actions, and DataTransfer,
+# which goes both ways.
+TO_CHARGER = {v: (_KNOWN[v] - FROM_CHARGER[v]) | {"DataTransfer"} for v in (V16, V201)}
 
 
 @dataclass(frozen=True, slots=True)

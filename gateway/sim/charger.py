@@ -74,7 +74,9 @@ class SimEvse:
 class Listening(ChargePoint):
     """The library's ChargePoint, noting every request the gateway sends (tests check what reached a charger)."""
 
-    sim: SimCharger
+    def __init__(self, sim: Any, ws: Any) -> None:
+        super().__init__(sim.spec.id, ws, response_timeout=30)
+        self.sim = sim
 
     async def route_message(self, raw_msg: str) -> None:
         self.sim.heard_request(raw_msg)
@@ -115,8 +117,8 @@ class SimCharger(abc.ABC):
         """BootNotification; keeps the heartbeat interval it is given."""
 
     @abc.abstractmethod
-    async def send_status(self, evse: SimEvse) -> None:
-        """Tell the gateway the EVSE's status (raises Offline without a link)."""
+    async def send_status(self, evse: SimEvse, forced: bool = False) -> None:
+        """Tell the gateway the EVSE's status (raises Offline without a link); forced: even if unchanged."""
 
     @abc.abstractmethod
     async def begin(self, evse: SimEvse, trigger: str, remote_start_id: int | None = None) -> None:
@@ -332,6 +334,76 @@ class SimCharger(abc.ABC):
             if evse.charging:
                 await self.set_status(evse, self._charging_status(evse))
 
+    # -- the gateway's requests, decided once for both versions (the protocol classes only translate) -------
+
+    def remote_start(self, evse_id: int | None, id_tag: str, profile: dict[str, Any] | None,
+                     remote_start_id: int) -> bool:  # fmt: skip
+        """Accept a remote start when the EVSE is free; the session starts outside the handler."""
+        evse = self.evses.get(evse_id) if evse_id else self.evse()
+        if evse is None or evse.charging or not evse.available:
+            return False
+        if profile is not None:
+            self.add_profile(evse.id, profiles.from_ocpp(profile, self.clock()))
+        self.spawn(self.start_session(evse.id, id_tag, remote_start_id=remote_start_id))
+        return True
+
+    def remote_stop(self, transaction_id: str) -> bool:
+        evse = next((e for e in self.evses.values() if e.tx_id == transaction_id), None)
+        if evse is None:
+            return False
+        self.spawn(self.stop_session(evse.id, "Remote"))
+        return True
+
+    def reboot(self, reason: str) -> None:
+        """Stop every session, then drop the link as a restarting charger does; run() reconnects and boots."""
+
+        async def reboot() -> None:
+            for evse in self.evses.values():
+                await self.stop_session(evse.id, reason)
+            self.drop_link()
+
+        self.spawn(reboot())
+
+    def set_availability(self, evse_id: int | None, available: bool) -> str:
+        """Accepted, Scheduled (a session runs: it applies after it), or Rejected (no such EVSE)."""
+        targets = list(self.evses.values()) if not evse_id else [self.evses.get(evse_id)]
+        if None in targets:
+            return "Rejected"
+        scheduled = not available and any(e.charging for e in targets if e is not None)
+        for evse in targets:
+            assert evse is not None
+            evse.available = available
+            if not evse.charging:
+                self.spawn(self.set_status(evse, "Available" if available else "Unavailable"))
+        return "Scheduled" if scheduled else "Accepted"
+
+    def set_profile(self, evse_id: int, profile: dict[str, Any]) -> bool:
+        """Install a profile (camelCase, either version); a TxProfile needs a running session on its EVSE."""
+        if evse_id != 0 and evse_id not in self.evses:
+            return False
+        parsed = profiles.from_ocpp(profile, self.clock())
+        if parsed.purpose == profiles.TX and (evse_id == 0 or not self.evses[evse_id].charging):
+            return False
+        self.add_profile(evse_id, parsed)
+        return True
+
+    def trigger(self, message: str, evse_id: int | None) -> bool:
+        """Send a message on request; False for one this charger cannot send."""
+        evses = [self.evses[evse_id]] if evse_id in self.evses else list(self.evses.values())
+        if message == "BootNotification":
+            self.spawn(self.boot())
+        elif message == "Heartbeat":
+            self.spawn(self.heartbeat())
+        elif message == "StatusNotification":
+            for evse in evses:
+                self.spawn(self.send_status(evse, forced=True))
+        elif message in ("MeterValues", "TransactionEvent"):
+            for evse in evses:
+                self.spawn(self.send_meter_values(evse.id, "Trigger"))
+        else:
+            return False
+        return True
+
     def add_profile(self, evse_id: int, profile: profiles.Profile) -> None:
         target = self.charger_profiles if evse_id == 0 else self.evses[evse_id].profiles
         # A new profile replaces one with the same id, or the same stack level and purpose.
@@ -356,6 +428,22 @@ class SimCharger(abc.ABC):
         self.update_power()
         self.spawn(self.refresh_statuses())
         return removed
+
+    def meter_value(self, evse: SimEvse, context: str) -> dict[str, Any]:
+        """One MeterValue of this EVSE, in the version's shape (snake_case: the library turns it to camelCase)."""
+        return {
+            "timestamp": self.now(),
+            "sampled_value": [
+                {**self.wire_value(value, unit), "context": context, "measurand": measurand,
+                 **({"phase": phase} if phase else {}), **({"location": location} if location else {})}
+                for measurand, value, unit, phase, location in self.sampled(evse)
+            ],
+        }  # fmt: skip
+
+    @staticmethod
+    @abc.abstractmethod
+    def wire_value(value: float, unit: str) -> dict[str, Any]:
+        """A value and its unit as the version writes them."""
 
     def sampled(self, evse: SimEvse) -> list[tuple[str, float, str, str | None, str | None]]:
         """(measurand, value, unit, phase, location) of one sample of this EVSE."""

@@ -51,7 +51,7 @@ class Sim16(SimCharger):
     async def heartbeat(self) -> None:
         await self.call(call.Heartbeat())
 
-    async def send_status(self, evse: SimEvse) -> None:
+    async def send_status(self, evse: SimEvse, forced: bool = False) -> None:
         await self.call(call.StatusNotification(connector_id=evse.id, error_code="NoError", status=evse.status,
                                                 timestamp=self.now()))  # fmt: skip
 
@@ -72,79 +72,46 @@ class Sim16(SimCharger):
         return call.MeterValues(
             connector_id=evse.id,
             transaction_id=int(evse.tx_id) if evse.tx_id else None,
-            meter_value=[self._meter_value(evse, context)],
+            meter_value=[self.meter_value(evse, context)],
         )
 
     async def end(self, evse: SimEvse, reason: str) -> None:
         assert evse.tx_id is not None
         await self.call_durable(call.StopTransaction(
             meter_stop=int(evse.meter_wh), timestamp=self.now(), transaction_id=int(evse.tx_id), reason=reason,
-            id_tag=evse.id_tag, transaction_data=[self._meter_value(evse, "Transaction.End")],
+            id_tag=evse.id_tag, transaction_data=[self.meter_value(evse, "Transaction.End")],
         ))  # fmt: skip
 
-    def _meter_value(self, evse: SimEvse, context: str) -> dict[str, Any]:
-        return {
-            "timestamp": self.now(),
-            "sampled_value": [
-                {"value": str(value), "context": context, "measurand": measurand, "unit": unit,
-                 **({"phase": phase} if phase else {}), **({"location": location} if location else {})}
-                for measurand, value, unit, phase, location in self.sampled(evse)
-            ],
-        }  # fmt: skip
-
-    def evse_for_tx(self, transaction_id: int) -> SimEvse | None:
-        return next((e for e in self.evses.values() if e.tx_id == str(transaction_id)), None)
+    @staticmethod
+    def wire_value(value: float, unit: str) -> dict[str, Any]:
+        return {"value": str(value), "unit": unit}  # 1.6 sends values as strings
 
 
 class _Protocol(Listening, Library):
     """The gateway's requests, answered as a charger would; actions they start run outside the handler."""
 
-    def __init__(self, sim: Sim16, ws: Any) -> None:
-        super().__init__(sim.spec.id, ws, response_timeout=30)
-        self.sim = sim
+    sim: Sim16
 
     @on(Action.remote_start_transaction)
     def on_remote_start(self, id_tag: str, connector_id: int | None = None, charging_profile: dict | None = None,
                         **_: Any) -> call_result.RemoteStartTransaction:  # fmt: skip
-        evse = self.sim.evses.get(connector_id) if connector_id else self.sim.evse()
-        if evse is None or evse.charging or not evse.available:
-            return call_result.RemoteStartTransaction(status="Rejected")
-        if charging_profile is not None:
-            self.sim.add_profile(evse.id, profiles.from_ocpp(snake_to_camel_case(charging_profile), self.sim.clock()))
-        self.sim.spawn(self.sim.start_session(evse.id, id_tag, remote_start_id=0))
-        return call_result.RemoteStartTransaction(status="Accepted")
+        profile = snake_to_camel_case(charging_profile) if charging_profile else None
+        accepted = self.sim.remote_start(connector_id, id_tag, profile, remote_start_id=0)
+        return call_result.RemoteStartTransaction(status="Accepted" if accepted else "Rejected")
 
     @on(Action.remote_stop_transaction)
     def on_remote_stop(self, transaction_id: int, **_: Any) -> call_result.RemoteStopTransaction:
-        evse = self.sim.evse_for_tx(transaction_id)
-        if evse is None:
-            return call_result.RemoteStopTransaction(status="Rejected")
-        self.sim.spawn(self.sim.stop_session(evse.id, "Remote"))
-        return call_result.RemoteStopTransaction(status="Accepted")
+        accepted = self.sim.remote_stop(str(transaction_id))
+        return call_result.RemoteStopTransaction(status="Accepted" if accepted else "Rejected")
 
     @on(Action.reset)
     def on_reset(self, type: str, **_: Any) -> call_result.Reset:
-        async def reboot() -> None:
-            for evse in self.sim.evses.values():
-                await self.sim.stop_session(evse.id, "HardReset" if type == "Hard" else "SoftReset")
-            self.sim.drop_link()
-
-        self.sim.spawn(reboot())
+        self.sim.reboot("HardReset" if type == "Hard" else "SoftReset")
         return call_result.Reset(status="Accepted")
 
     @on(Action.change_availability)
     def on_change_availability(self, connector_id: int, type: str, **_: Any) -> call_result.ChangeAvailability:
-        targets = list(self.sim.evses.values()) if connector_id == 0 else [self.sim.evses.get(connector_id)]
-        if None in targets:
-            return call_result.ChangeAvailability(status="Rejected")
-        available = type == "Operative"
-        scheduled = any(e.charging for e in targets if e is not None) and not available
-        for evse in targets:
-            assert evse is not None
-            evse.available = available
-            if not evse.charging:
-                self.sim.spawn(self.sim.set_status(evse, "Available" if available else "Unavailable"))
-        return call_result.ChangeAvailability(status="Scheduled" if scheduled else "Accepted")
+        return call_result.ChangeAvailability(status=self.sim.set_availability(connector_id, type == "Operative"))
 
     @on(Action.unlock_connector)
     def on_unlock_connector(self, connector_id: int, **_: Any) -> call_result.UnlockConnector:
@@ -188,32 +155,14 @@ class _Protocol(Listening, Library):
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, connector_id: int | None = None,
                            **_: Any) -> call_result.TriggerMessage:  # fmt: skip
-        sim = self.sim
-        evses = [sim.evses[connector_id]] if connector_id in sim.evses else list(sim.evses.values())
-        if requested_message == "BootNotification":
-            sim.spawn(sim.boot())
-        elif requested_message == "Heartbeat":
-            sim.spawn(sim.heartbeat())
-        elif requested_message == "StatusNotification":
-            for evse in evses:
-                sim.spawn(sim.send_status(evse))
-        elif requested_message == "MeterValues":
-            for evse in evses:
-                sim.spawn(sim.send_meter_values(evse.id, "Trigger"))
-        else:
-            return call_result.TriggerMessage(status="NotImplemented")
-        return call_result.TriggerMessage(status="Accepted")
+        accepted = self.sim.trigger(requested_message, connector_id)
+        return call_result.TriggerMessage(status="Accepted" if accepted else "NotImplemented")
 
     @on(Action.set_charging_profile)
     def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict,
                                 **_: Any) -> call_result.SetChargingProfile:  # fmt: skip
-        profile = profiles.from_ocpp(snake_to_camel_case(cs_charging_profiles), self.sim.clock())
-        if connector_id != 0 and connector_id not in self.sim.evses:
-            return call_result.SetChargingProfile(status="Rejected")
-        if profile.purpose == profiles.TX and (connector_id == 0 or not self.sim.evses[connector_id].charging):
-            return call_result.SetChargingProfile(status="Rejected")
-        self.sim.add_profile(connector_id, profile)
-        return call_result.SetChargingProfile(status="Accepted")
+        accepted = self.sim.set_profile(connector_id, snake_to_camel_case(cs_charging_profiles))
+        return call_result.SetChargingProfile(status="Accepted" if accepted else "Rejected")
 
     @on(Action.clear_charging_profile)
     def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,

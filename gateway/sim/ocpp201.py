@@ -59,10 +59,10 @@ class Sim201(SimCharger):
     async def heartbeat(self) -> None:
         await self.call(call.Heartbeat())
 
-    async def send_status(self, evse: SimEvse) -> None:
+    async def send_status(self, evse: SimEvse, forced: bool = False) -> None:
         connector = _CONNECTOR.get(evse.status, "Occupied")
         state = _CHARGING_STATE.get(evse.status, "EVConnected") if evse.charging else None
-        before = self._reported.get(evse.id, (None, None))
+        before = (None, None) if forced else self._reported.get(evse.id, (None, None))
         if connector != before[0]:
             await self.call(call.StatusNotification(timestamp=self.now(), connector_status=connector,
                                                     evse_id=evse.id, connector_id=1))  # fmt: skip
@@ -89,7 +89,7 @@ class Sim201(SimCharger):
         if evse.charging:
             return self._event(evse, "Updated", "MeterValuePeriodic" if context == "Sample.Periodic" else "Trigger",
                                {}, context=context)  # fmt: skip
-        return call.MeterValues(evse_id=evse.id, meter_value=[self._meter_value(evse, context)])
+        return call.MeterValues(evse_id=evse.id, meter_value=[self.meter_value(evse, context)])
 
     async def end(self, evse: SimEvse, reason: str) -> None:
         stopped = _STOPPED_REASON.get(reason, reason)
@@ -109,75 +109,45 @@ class Sim201(SimCharger):
             trigger_reason=trigger,
             seq_no=seq,
             transaction_info={"transaction_id": evse.tx_id, **info},
-            meter_value=[self._meter_value(evse, context)] if context else None,
+            meter_value=[self.meter_value(evse, context)] if context else None,
             evse={"id": evse.id, "connector_id": 1} if evse_field else None,
             id_token=token,
         )
 
-    def _meter_value(self, evse: SimEvse, context: str) -> dict[str, Any]:
-        return {
-            "timestamp": self.now(),
-            "sampled_value": [
-                {"value": value, "context": context, "measurand": measurand, "unit_of_measure": {"unit": unit},
-                 **({"phase": phase} if phase else {}), **({"location": location} if location else {})}
-                for measurand, value, unit, phase, location in self.sampled(evse)
-            ],
-        }  # fmt: skip
-
-    def evse_for_tx(self, transaction_id: str) -> SimEvse | None:
-        return next((e for e in self.evses.values() if e.tx_id == transaction_id), None)
+    @staticmethod
+    def wire_value(value: float, unit: str) -> dict[str, Any]:
+        return {"value": value, "unit_of_measure": {"unit": unit}}
 
 
 class _Protocol(Listening, Library):
-    def __init__(self, sim: Sim201, ws: Any) -> None:
-        super().__init__(sim.spec.id, ws, response_timeout=30)
-        self.sim = sim
+    """The gateway's requests, answered as a station would; actions they start run outside the handler."""
+
+    sim: Sim201
 
     @on(Action.request_start_transaction)
     def on_request_start(self, id_token: dict, remote_start_id: int, evse_id: int | None = None,
                          charging_profile: dict | None = None, **_: Any) -> call_result.RequestStartTransaction:  # fmt: skip
-        evse = self.sim.evses.get(evse_id) if evse_id else self.sim.evse()
-        if evse is None or evse.charging or not evse.available:
-            return call_result.RequestStartTransaction(status="Rejected")
-        if charging_profile is not None:
-            self.sim.add_profile(evse.id, profiles.from_ocpp(snake_to_camel_case(charging_profile), self.sim.clock()))
-        self.sim.spawn(self.sim.start_session(evse.id, id_token["id_token"], remote_start_id=remote_start_id))
-        return call_result.RequestStartTransaction(status="Accepted")
+        profile = snake_to_camel_case(charging_profile) if charging_profile else None
+        accepted = self.sim.remote_start(evse_id, id_token["id_token"], profile, remote_start_id)
+        return call_result.RequestStartTransaction(status="Accepted" if accepted else "Rejected")
 
     @on(Action.request_stop_transaction)
     def on_request_stop(self, transaction_id: str, **_: Any) -> call_result.RequestStopTransaction:
-        evse = self.sim.evse_for_tx(transaction_id)
-        if evse is None:
-            return call_result.RequestStopTransaction(status="Rejected")
-        self.sim.spawn(self.sim.stop_session(evse.id, "Remote"))
-        return call_result.RequestStopTransaction(status="Accepted")
+        accepted = self.sim.remote_stop(transaction_id)
+        return call_result.RequestStopTransaction(status="Accepted" if accepted else "Rejected")
 
     @on(Action.reset)
     def on_reset(self, type: str, evse_id: int | None = None, **_: Any) -> call_result.Reset:
-        async def reboot() -> None:
-            for evse in self.sim.evses.values():
-                await self.sim.stop_session(evse.id, "ImmediateReset")
-            self.sim.drop_link()
-
         if type == "OnIdle" and any(e.charging for e in self.sim.evses.values()):
             return call_result.Reset(status="Scheduled")
-        self.sim.spawn(reboot())
+        self.sim.reboot("ImmediateReset")
         return call_result.Reset(status="Accepted")
 
     @on(Action.change_availability)
     def on_change_availability(self, operational_status: str, evse: dict | None = None,
                                **_: Any) -> call_result.ChangeAvailability:  # fmt: skip
-        targets = [self.sim.evses.get(evse["id"])] if evse else list(self.sim.evses.values())
-        if None in targets:
-            return call_result.ChangeAvailability(status="Rejected")
-        available = operational_status == "Operative"
-        scheduled = not available and any(e.charging for e in targets if e is not None)
-        for target in targets:
-            assert target is not None
-            target.available = available
-            if not target.charging:
-                self.sim.spawn(self.sim.set_status(target, "Available" if available else "Unavailable"))
-        return call_result.ChangeAvailability(status="Scheduled" if scheduled else "Accepted")
+        status = self.sim.set_availability(evse["id"] if evse else None, operational_status == "Operative")
+        return call_result.ChangeAvailability(status=status)
 
     @on(Action.unlock_connector)
     def on_unlock_connector(self, evse_id: int, connector_id: int, **_: Any) -> call_result.UnlockConnector:
@@ -224,33 +194,14 @@ class _Protocol(Listening, Library):
     @on(Action.trigger_message)
     def on_trigger_message(self, requested_message: str, evse: dict | None = None,
                            **_: Any) -> call_result.TriggerMessage:  # fmt: skip
-        sim = self.sim
-        evses = [sim.evses[evse["id"]]] if evse and evse.get("id") in sim.evses else list(sim.evses.values())
-        if requested_message == "BootNotification":
-            sim.spawn(sim.boot())
-        elif requested_message == "Heartbeat":
-            sim.spawn(sim.heartbeat())
-        elif requested_message == "StatusNotification":
-            for target in evses:
-                sim._reported.pop(target.id, None)
-                sim.spawn(sim.send_status(target))
-        elif requested_message in ("MeterValues", "TransactionEvent"):
-            for target in evses:
-                sim.spawn(sim.send_meter_values(target.id, "Trigger"))
-        else:
-            return call_result.TriggerMessage(status="NotImplemented")
-        return call_result.TriggerMessage(status="Accepted")
+        accepted = self.sim.trigger(requested_message, (evse or {}).get("id"))
+        return call_result.TriggerMessage(status="Accepted" if accepted else "NotImplemented")
 
     @on(Action.set_charging_profile)
     def on_set_charging_profile(self, evse_id: int, charging_profile: dict,
                                 **_: Any) -> call_result.SetChargingProfile:  # fmt: skip
-        if evse_id != 0 and evse_id not in self.sim.evses:
-            return call_result.SetChargingProfile(status="Rejected")
-        profile = profiles.from_ocpp(snake_to_camel_case(charging_profile), self.sim.clock())
-        if profile.purpose == profiles.TX and (evse_id == 0 or not self.sim.evses[evse_id].charging):
-            return call_result.SetChargingProfile(status="Rejected")
-        self.sim.add_profile(evse_id, profile)
-        return call_result.SetChargingProfile(status="Accepted")
+        accepted = self.sim.set_profile(evse_id, snake_to_camel_case(charging_profile))
+        return call_result.SetChargingProfile(status="Accepted" if accepted else "Rejected")
 
     @on(Action.clear_charging_profile)
     def on_clear_charging_profile(self, charging_profile_id: int | None = None,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,6 +17,21 @@ import pytest
 from gateway.auth import Role, verify_password
 from gateway.settings import load_settings
 from tests.conftest import ROOT, connected, eventually, free_port, running_gateway, write_config
+
+
+@contextlib.asynccontextmanager
+async def evedge_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`evedge ARGS` running beside the test, stdout piped; killed if the test leaves it running."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EVEDGE_")}
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", *args, cwd=ROOT, env=environ,
+                                                   stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def evedge(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
@@ -146,13 +163,8 @@ async def test_send_reaches_the_charger_and_is_audited(tmp_path):
 
 async def test_demo_shows_sessions_within_a_minute(tmp_path):
     ocpp_port, web_port = free_port(), free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("EVEDGE_")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "demo", "--state-dir", str(tmp_path / "demo"),
-        "--ocpp-port", str(ocpp_port), "--web-port", str(web_port), cwd=ROOT, env=environ,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    async with evedge_process("demo", "--state-dir", str(tmp_path / "demo"), "--ocpp-port", str(ocpp_port),
+                              "--web-port", str(web_port)) as process:  # fmt: skip
         banner = ""
         while "Admin token" not in banner:
             line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -170,10 +182,6 @@ async def test_demo_shows_sessions_within_a_minute(tmp_path):
         assert {r["charger"] for r in rows} <= {"CP01", "CP02", "CP03", "CP04"}
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 30) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @pytest.fixture(autouse=True)
@@ -181,3 +189,16 @@ def _no_ambient_config(monkeypatch):
     for name in list(os.environ):
         if name.startswith("EVEDGE_"):
             monkeypatch.delenv(name)
+
+
+async def test_sim_connects_the_configured_chargers_and_charges(tmp_path):
+    config = write_config(tmp_path)
+    async with running_gateway(load_settings(config, environ={})) as gw:
+        async with evedge_process("sim", "-c", str(config), "--url", gw.ocpp_url, "--meter-interval", "1") as process:
+            first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+            assert "CP16 (1.6)" in first and "CP201 (2.0.1)" in first and "CPB (1.6)" in first
+            await eventually(lambda: all(gw.app.image.value(f"chargers/{c}/online") for c in ("CP16", "CP201", "CPB")),
+                             timeout=20)  # fmt: skip
+            await eventually(lambda: gw.app.store.transactions.query(), timeout=40, interval=0.5)
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), 20) == 0

@@ -85,6 +85,6 @@ def test_unknown_and_unsupported_actions():
 
 def test_directions_partition_each_versions_actions():
     for version in (V16, V201):
-        assert frames.FROM_CHARGER[version].isdisjoint(frames.TO_CHARGER[version])
+        assert frames.FROM_CHARGER[version] & frames.TO_CHARGER[version] == {"DataTransfer"}
     assert "GetConfiguration" in frames.TO_CHARGER[V16] and "GetVariables" in frames.TO_CHARGER[V201]
     assert "TransactionEvent" in frames.FROM_CHARGER[V201]

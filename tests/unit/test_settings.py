@@ -1,0 +1,68 @@
+"""Settings: the environment over the file, and the shipped file documenting every key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from gateway.settings import ConfigError, Settings, load_settings, split_listen
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_every_key_is_documented_in_the_shipped_config():
+    text = (ROOT / "etc/evedge.toml").read_text()
+    for section, field in Settings.model_fields.items():
+        model = field.annotation.__args__[0] if field.annotation.__name__ == "list" else field.annotation
+        assert issubclass(model, BaseModel)
+        assert re.search(rf"^\[\[?{section}\]\]?$", text, re.M), f"[{section}] is not in etc/evedge.toml"
+        for key in model.model_fields:
+            assert re.search(rf"^#? ?{key} = ", text, re.M), f"{section}.{key} is not documented in etc/evedge.toml"
+
+
+def test_list_items_are_overridden_by_id_or_index(tmp_path):
+    config = write(tmp_path, '[[chargers]]\nid = "CP01"\npassword = "from-file-1"\n'
+                              '[[chargers]]\nid = "cp02"\npassword = "from-file-2"\n')  # fmt: skip
+    settings = load_settings(config, {"EVEDGE_CHARGERS__CP01__PASSWORD": "from-env-1",
+                                      "EVEDGE_CHARGERS__1__PRIORITY": "7", "EVEDGE_CHARGERS__CP02__MAX_W": "3700"})  # fmt: skip
+    assert settings.charger("CP01").password.get_secret_value() == "from-env-1"
+    assert settings.charger("cp02").priority == 7 and settings.charger("cp02").max_w == 3700
+
+
+def test_secrets_are_never_echoed(tmp_path):
+    config = write(tmp_path, '[[chargers]]\nid = "CP01"\npassword = ["not", "a", "string"]\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, {})
+    assert "chargers.CP01.password" in str(error.value) and "not" not in str(error.value).split(":", 1)[1]
+    settings = load_settings(write(tmp_path, '[[chargers]]\nid = "A"\npassword = "hunter22"\n'), {})
+    assert "hunter22" not in repr(settings) and "hunter22" not in str(settings.model_dump())
+
+
+def test_limit_in_amps_becomes_watts(tmp_path):
+    settings = load_settings(write(tmp_path, "[site]\nlimit_a = 100\nvoltage_v = 230\n"), {})
+    assert settings.site.limit == 100 * 230 * 3
+    with pytest.raises(ConfigError, match="give limit_w or limit_a, not both"):
+        load_settings(write(tmp_path, "[site]\nlimit_a = 100\nlimit_w = 5\n"), {})
+
+
+def test_listen_addresses():
+    assert split_listen("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert split_listen("[::]:8080") == ("::", 8080)
+    for bad in ("9000", ":9000", "host:", "host:99999", "host:http"):
+        with pytest.raises(ValueError):
+            split_listen(bad)
+
+
+def test_an_empty_environment_and_no_file_section_gives_safe_defaults(tmp_path):
+    settings = load_settings(write(tmp_path, ""), {})
+    assert settings.ocpp.auto_accept is False and settings.ocpp.security_profile == 1
+    assert settings.ocpp.max_frame_bytes == 65536
