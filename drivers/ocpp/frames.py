@@ -14,6 +14,8 @@ from typing import Any
 from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action as Action201
 
+from gateway.strictjson import loads
+
 V16, V201 = "1.6", "2.0.1"
 # Offered subprotocol -> version; order is our preference when a charger offers both.
 SUBPROTOCOLS = {"ocpp2.0.1": V201, "ocpp1.6": V16}
@@ -101,7 +103,7 @@ def parse(raw: str | bytes, version: str) -> Frame:
     if isinstance(raw, bytes):
         return _bad("binary frame; OCPP-J uses text frames", UNKNOWN_ID, "RpcFrameworkError", version)
     try:
-        msg = json.loads(raw)
+        msg = loads(raw)
     except (ValueError, RecursionError):
         return _bad("not JSON", UNKNOWN_ID, "RpcFrameworkError", version)
     if not isinstance(msg, list) or not msg:

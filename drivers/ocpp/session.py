@@ -114,7 +114,8 @@ class Session(ChargePoint):
         call = ocpp.messages.Call(str(uuid.uuid4()), action, payload)
         try:
             await ocpp.messages.validate_payload(call, self.version)
-        except OCPPError as e:
+            call.to_json()
+        except Exception as e:  # OCPPError, or a payload that is not plain JSON
             raise CommandError("invalid", f"the {action} payload does not follow the schema", _cause(e)) from None
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         try:
@@ -129,13 +130,15 @@ class Session(ChargePoint):
             if future.done():  # the caller gave up before its turn came
                 continue
             try:
-                answer = await self._exchange(action, payload)
+                _settle(future, await self._exchange(action, payload))
             except CommandError as e:
-                if not future.done():
-                    future.set_exception(e)
-            else:
-                if not future.done():
-                    future.set_result(answer)
+                _settle(future, error=e)
+            except asyncio.CancelledError:  # the connection ended while this request was on the wire
+                _settle(future, error=CommandError("offline", f"{self.id} disconnected before answering {action}"))
+                raise
+            except Exception:  # a surprise in a library must fail this request only, never the ones after it
+                log.exception("request failed charger=%s action=%s", self.id, action)
+                _settle(future, error=CommandError("bad_answer", f"{self.id}: {action} could not be completed"))
 
     async def _exchange(self, action: str, payload: Any) -> dict[str, Any]:
         call = ocpp.messages.Call(str(uuid.uuid4()), action, payload)
@@ -161,7 +164,7 @@ class Session(ChargePoint):
             await ocpp.messages.validate_payload(
                 ocpp.messages.CallResult(answer.unique_id, answer.payload, action), self.version
             )
-        except OCPPError as e:
+        except Exception as e:  # OCPPError, or what the library's decimal checks raise on odd numbers
             raise CommandError(
                 "bad_answer", f"{self.id} answered {action} outside the schema", {"answer": answer.payload, **_cause(e)}
             ) from None
@@ -200,6 +203,17 @@ def when(text: str) -> Any:
         raise PropertyConstraintViolationError(description=f"{text!r} is not an ISO 8601 date-time") from None
 
 
-def _cause(error: OCPPError) -> dict[str, Any]:
-    details = error.details if isinstance(error.details, dict) else {}
-    return {"cause": str(details.get("cause") or error.description)}
+def _cause(error: Exception) -> dict[str, Any]:
+    if isinstance(error, OCPPError):
+        details = error.details if isinstance(error.details, dict) else {}
+        return {"cause": str(details.get("cause") or error.description)}
+    return {"cause": f"{type(error).__name__}: {error}"}
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

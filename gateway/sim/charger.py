@@ -464,7 +464,7 @@ class SimCharger(abc.ABC):
 
     # -- autopilot (demo) --------------------------------------------------------------------------------
 
-    async def autopilot(self, arrival_s: tuple[float, float] = (3, 20), dwell_s: tuple[float, float] = (40, 150),
+    async def autopilot(self, arrival_s: tuple[float, float] = (3, 20), dwell_s: tuple[float, float] = (20, 90),
                         tick_s: float = 1.0) -> None:  # fmt: skip
         """Cars come and go at random; meter values every meter_interval_s; profiles honoured as time passes."""
         await self.connected.wait()

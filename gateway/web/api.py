@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from gateway.auth import Actor, Role
 from gateway.commands import CommandError, Commands, OcppRequest
 from gateway.model import Site
 from gateway.points import ProcessImage
+from gateway import strictjson
 from gateway.store import Store
 from gateway.store.transactions import EXPORT_FIELDS
 
@@ -175,7 +175,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        payload = json.loads(body)
+        payload = strictjson.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise HTTPException(422, "the body is not JSON") from None
     if not isinstance(payload, dict):

@@ -164,3 +164,45 @@ async def test_typed_commands_speak_each_version(gateway, charger_id, version):
 async def _closed(gateway, transaction_id):
     tx = await gateway.app.store.transactions.get(transaction_id)
     return tx if tx is not None and not tx.open else None
+
+
+async def mute_charger(gw, charger_id: str = "CPB"):
+    token = base64.b64encode(f"{charger_id}:password-of-{charger_id}".encode()).decode()
+    ws = await connect(f"{gw.ocpp_url}/{charger_id}", subprotocols=["ocpp1.6"],
+                       additional_headers={"Authorization": f"Basic {token}"})  # fmt: skip
+    await eventually(lambda: charger_id in gw.app.ocpp.sessions)
+    return ws
+
+
+async def test_a_charger_that_drops_while_asked_fails_the_request_at_once(tmp_path):
+    settings = load_settings(write_config(tmp_path, call_timeout_s=60), environ={})
+    async with running_gateway(settings) as gw, gw.client() as api:
+        ws = await mute_charger(gw)
+        asked = asyncio.create_task(api.post("/api/v1/chargers/CPB/ocpp/ClearCache", json={}))
+        assert json.loads(await ws.recv())[2] == "ClearCache"
+        await ws.close()
+        response = await asyncio.wait_for(asked, 10)  # not the 60 s of the call timeout
+        assert response.status_code == 409 and response.json()["error"] == "offline"
+        audit = await gw.app.store.audit.query(target="CPB")
+        assert audit[0]["outcome"] == "offline"
+
+
+@pytest.mark.parametrize("answer", ['{"status": "Accepted", "limit": NaN}', '{"status": "Accepted", "x": 1e400}'])
+async def test_numbers_that_are_not_json_do_not_stop_later_requests(tmp_path, answer):
+    settings = load_settings(write_config(tmp_path, call_timeout_s=0.5), environ={})
+    async with running_gateway(settings) as gw, gw.client() as api:
+        ws = await mute_charger(gw)
+        asked = asyncio.create_task(api.post("/api/v1/chargers/CPB/ocpp/GetCompositeSchedule",
+                                             json={"connectorId": 1, "duration": 60}))  # fmt: skip
+        request = json.loads(await ws.recv())
+        await ws.send(f'[3, "{request[1]}", {answer}]')
+        assert json.loads(await ws.recv())[:3] == [4, "-1", "FormationViolation"]  # what we sent was not JSON
+        assert (await asked).status_code == 504  # and not an answer: the request timed out
+        asked = asyncio.create_task(api.post("/api/v1/chargers/CPB/ocpp/ClearCache", json={}))
+        request = json.loads(await ws.recv())
+        await ws.send(json.dumps([3, request[1], {"status": "Accepted"}]))
+        assert (await asked).json() == {"status": "Accepted"}
+        # NaN from an operator never reaches a charger either.
+        refused = await api.post("/api/v1/chargers/CPB/ocpp/DataTransfer", content='{"vendorId": "x", "data": NaN}')
+        assert refused.status_code == 422
+        await ws.close()

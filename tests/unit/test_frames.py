@@ -88,3 +88,9 @@ def test_directions_partition_each_versions_actions():
         assert frames.FROM_CHARGER[version] & frames.TO_CHARGER[version] == {"DataTransfer"}
     assert "GetConfiguration" in frames.TO_CHARGER[V16] and "GetVariables" in frames.TO_CHARGER[V201]
     assert "TransactionEvent" in frames.FROM_CHARGER[V201]
+
+
+def test_nan_infinity_and_overflowing_numbers_are_not_json():
+    for raw in ('[2, "a", "MeterValues", {"v": NaN}]', '[2, "a", "X", {"v": -Infinity}]', '[2, "a", "X", {"v": 1e999}]'):
+        frame = frames.parse(raw, V201)
+        assert isinstance(frame, frames.Malformed) and json.loads(frame.reply)[2] == "RpcFrameworkError"
