@@ -46,7 +46,7 @@ class App:
 
     def health(self) -> dict[str, Any]:
         return {
-            "store": {"status": "ok" if self.store.db.is_open else "down"},
+            "store": self.store.health(),
             "ocpp": self.ocpp.health(),
             "web": self.web.health() if self.web else {"status": "starting"},
         }

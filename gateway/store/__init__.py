@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from gateway.clock import utcnow
 from gateway.store.accounts import Accounts
@@ -22,8 +23,8 @@ DB_NAME = "evedge.db"
 
 
 class Store:
-    def __init__(self, state_dir: Path) -> None:
-        self.db = Database(state_dir / DB_NAME)
+    def __init__(self, state_dir: Path, busy_timeout_ms: int = 10000) -> None:
+        self.db = Database(state_dir / DB_NAME, busy_timeout_ms)
         self.transactions = Transactions(self.db)
         self.chargers = Chargers(self.db)
         self.audit = AuditLog(self.db)
@@ -41,6 +42,14 @@ class Store:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def health(self) -> dict[str, Any]:
+        db = self.db
+        if not db.is_open:
+            return {"status": "down"}
+        if db.last_error is not None:
+            return {"status": "error", "error": db.last_error, "failed_batches": db.failed_batches}
+        return {"status": "ok", "commits": db.commits}
 
     async def prune(self, meter_values_days: int, audit_days: int) -> int:
         """Housekeeping: old meter values, old audit records, expired tokens. Sessions are kept."""

@@ -25,24 +25,27 @@ MAX_BATCH = 256
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout_ms: int = 10000) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.commits = 0  # how many transactions the writer committed (batches), for benchmarks
+        self.commits = 0  # transactions the writer committed (one per batch)
+        self.failed_batches = 0  # batches that could not be committed at all (locked, disk full, I/O error)
+        self.last_error: str | None = None  # why the last batch failed; None once one commits again
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, around whole batches.
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=10000"):
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", f"busy_timeout={self.busy_timeout_ms}"):
             await self._writer.execute(f"PRAGMA {pragma}")
         await migrate(self._writer)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         self._reader.row_factory = aiosqlite.Row
-        await self._reader.execute("PRAGMA busy_timeout=10000")
+        await self._reader.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
         await self._reader.execute("PRAGMA query_only=1")
         self._task = asyncio.create_task(self._write_loop(), name="store-writer")
 
@@ -63,7 +66,7 @@ class Database:
 
     async def write(self, op: WriteOp[T]) -> T:
         """Run op inside a write transaction; returns once it is committed to disk."""
-        if self._task is None:
+        if not self.is_open:
             raise RuntimeError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, future))
@@ -95,29 +98,41 @@ class Database:
                 batch.append(self._queue.get_nowait())
             try:
                 await self._commit_batch(conn, batch)
+            except Exception as error:  # the transaction itself failed: every write of the batch fails, the loop goes on
+                self.failed_batches += 1
+                self.last_error = f"{type(error).__name__}: {error}"
+                log.error("store: %d writes not committed: %s", len(batch), self.last_error)
+                for _, future in batch:
+                    _settle(future, error=error)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
     async def _commit_batch(self, conn: aiosqlite.Connection, batch: list) -> None:
+        """Commit the batch as one transaction. Only when one of its writes raised is it split, so the others
+        still land; a failing BEGIN or COMMIT (database locked, disk full) fails the batch once, not per write."""
+        await conn.execute("BEGIN IMMEDIATE")
         results = []
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            for op, _ in batch:
+        for op, future in batch:
+            try:
                 results.append(await op(conn))
-            await conn.execute("COMMIT")
-            self.commits += 1
-        except Exception as error:
-            await _rollback(conn)
-            if len(batch) == 1:
-                log.error("store write failed: %s", error)
-                _settle(batch[0][1], error=error)
+            except Exception as error:
+                await _rollback(conn)
+                if len(batch) == 1:
+                    log.error("store write failed: %s", error)
+                    _settle(future, error=error)
+                    return
+                for item in batch:
+                    await self._commit_batch(conn, [item])
                 return
-            # One bad write must not fail its neighbours: run each alone.
-            for item in batch:
-                await self._commit_batch(conn, [item])
-            return
-        for (_, future), result in zip(batch, results):
+        try:
+            await conn.execute("COMMIT")
+        except Exception:
+            await _rollback(conn)
+            raise
+        self.commits += 1
+        self.last_error = None
+        for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
 
 

@@ -137,3 +137,27 @@ async def test_the_door_checks_the_role_and_audits_before_and_after(tmp_path):
         rows = await store.audit.query()
         assert [(r["actor"], r["outcome"]) for r in rows] == [("mqtt:bob", "ok"), ("api:eve", "forbidden")]
         assert rows[0]["request"] == {"charger_id": "CP", "action": "Reset", "payload": {"type": "Soft"}}
+
+
+async def test_a_locked_database_fails_the_batch_once_and_the_writer_carries_on(tmp_path):
+    async with Store(tmp_path, busy_timeout_ms=100) as store:
+        other = sqlite3.connect(tmp_path / "evedge.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # someone else holds the write lock (a backup, a second process)
+        try:
+            results = await asyncio.gather(*(store.transactions.start("CP", n, 1, "T", T0, 0.0) for n in range(5)),
+                                           return_exceptions=True)  # fmt: skip
+            assert all(isinstance(r, sqlite3.OperationalError) and "locked" in str(r) for r in results)
+            assert store.db.failed_batches == 1  # one attempt for the batch, not one per write
+            assert store.health()["status"] == "error" and "locked" in store.health()["error"]
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        tx = await store.transactions.start("CP", 1, 1, "AFTER", T0, 0.0)
+        assert tx.id_tag == "AFTER" and store.health()["status"] == "ok"
+
+
+async def test_writing_to_a_closed_store_fails_at_once(tmp_path):
+    store = await Store(tmp_path).open()
+    await store.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.transactions.start("CP", 1, 1, "T", T0, 0.0)
