@@ -103,7 +103,7 @@ class Recorder:
 
     async def identified(self, tx: Transaction, id_tag: str) -> None:
         """The badge of a session became known after it started (2.0.1: plug in first, badge later)."""
-        await self.store.transactions.update(tx.id, id_tag=id_tag)
+        await self.store.transactions.identify(tx.id, id_tag)
 
     async def stop(self, tx: Transaction, ts: datetime, meter_stop_wh: float | None, reason: str | None, *,
                    soc: float | None = None, id_tag: str | None = None) -> Transaction | None:  # fmt: skip

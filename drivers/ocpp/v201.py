@@ -93,8 +93,14 @@ class Session201(Session):
         id_tag = (raw.get("idToken") or {}).get("idToken")
         values = self.meter_values(raw.get("meterValue"))
         tx = await self._transaction(info["transactionId"])
-        if tx is None:
-            # Normally an event of type Started; after a lost Started, the first event that arrives opens it.
+        if tx is not None and not tx.open and event_type != "Started":
+            # An event of a session already closed: sent again after a lost answer, or late. Keep its meter
+            # values (stored once) and change nothing else.
+            await self.recorder.meter_values(self.id, tx.evse or 0, tx, values)
+            return call_result.TransactionEvent()
+        if tx is None or not tx.open:
+            # Normally an event of type Started (a closed session with the same id means the station reused
+            # its transactionId: a new session). After a lost Started, the first event that arrives opens it.
             evse = raw.get("evse") or {}
             begin = measurands.energy_at(raw.get("meterValue") or [], "Transaction.Begin")
             if begin is None and event_type == "Started":
@@ -102,7 +108,7 @@ class Session201(Session):
             tx = await self.recorder.start(self.id, evse.get("id", 0), evse.get("connectorId"), id_tag, ts, begin,
                                            ocpp_id=info["transactionId"])  # fmt: skip
             self._open[info["transactionId"]] = tx
-        elif id_tag and tx.id_tag != id_tag:
+        elif id_tag and tx.id_tag is None:
             await self.recorder.identified(tx, id_tag)
         if values:
             await self.recorder.meter_values(self.id, tx.evse or 0, tx, values)

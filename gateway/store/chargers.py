@@ -20,14 +20,17 @@ class Chargers:
         self.db = db
 
     async def connected(self, charger_id: str, ocpp_version: str, at: datetime) -> None:
-        await self.db.execute(
-            "INSERT INTO chargers (id, ocpp_version, first_seen, last_connected) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET ocpp_version = excluded.ocpp_version, "
-            "last_connected = excluded.last_connected",
-            (charger_id, ocpp_version, iso(at), iso(at)),
-        )
-        # An accepted id is no longer waiting for a technician.
-        await self.db.execute("DELETE FROM pending_chargers WHERE id = ?", (charger_id,))
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO chargers (id, ocpp_version, first_seen, last_connected) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET ocpp_version = excluded.ocpp_version, "
+                "last_connected = excluded.last_connected",
+                (charger_id, ocpp_version, iso(at), iso(at)),
+            )
+            # An accepted id is no longer waiting for a technician.
+            await conn.execute("DELETE FROM pending_chargers WHERE id = ?", (charger_id,))
+
+        await self.db.write(op)
 
     async def disconnected(self, charger_id: str, at: datetime) -> None:
         await self.db.execute("UPDATE chargers SET last_disconnected = ? WHERE id = ?", (iso(at), charger_id))

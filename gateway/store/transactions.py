@@ -7,6 +7,7 @@ transactionId: either way a stop after a gateway restart closes the right record
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -101,7 +102,9 @@ class Transactions:
         async def op(conn: aiosqlite.Connection) -> Transaction:
             now = iso(utcnow())
             if ocpp_id is not None:
-                existing = await _one(conn, "WHERE charger_id = ? AND ocpp_id = ?", (charger_id, ocpp_id))
+                existing = await _one(
+                    conn, "WHERE charger_id = ? AND ocpp_id = ? AND stopped_at IS NULL", (charger_id, ocpp_id)
+                )
             else:
                 existing = await _one(
                     conn,
@@ -130,27 +133,27 @@ class Transactions:
         """Store the samples as received and move the session's meter and SoC forward, in one commit."""
 
         async def op(conn: aiosqlite.Connection) -> None:
+            rows = []
+            for s in samples:
+                text = json.dumps(s.sampled_value, separators=(",", ":"))
+                rows.append((charger_id, evse, transaction_id, iso(s.ts), text, _digest(text)))
             await conn.executemany(
-                "INSERT INTO meter_values (charger_id, evse, transaction_id, ts, sampled_value) VALUES (?, ?, ?, ?, ?)",
-                [(charger_id, evse, transaction_id, iso(s.ts), json.dumps(s.sampled_value)) for s in samples],
+                "INSERT OR IGNORE INTO meter_values (charger_id, evse, transaction_id, ts, sampled_value, digest) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
             if transaction_id is not None:
                 await _advance(conn, transaction_id, samples)
 
         await self.db.write(op)
 
-    async def update(self, transaction_id: int, *, id_tag: str | None = None, samples: list[Sample] = ()) -> None:
-        """Later facts about an open session: the badge shown after plug-in, meter readings."""
-
-        async def op(conn: aiosqlite.Connection) -> None:
-            if id_tag is not None:
-                await conn.execute(
-                    "UPDATE transactions SET id_tag = ?, updated_at = ? WHERE id = ?",
-                    (id_tag, iso(utcnow()), transaction_id),
-                )
-            await _advance(conn, transaction_id, list(samples))
-
-        await self.db.write(op)
+    async def identify(self, transaction_id: int, id_tag: str) -> None:
+        """The badge of a session learned after it started (2.0.1: plug in first, badge later). A session keeps
+        the badge that started it: a different one shown to stop it does not replace it."""
+        await self.db.execute(
+            "UPDATE transactions SET id_tag = ?, updated_at = ? WHERE id = ? AND id_tag IS NULL",
+            (id_tag, iso(utcnow()), transaction_id),
+        )
 
     async def stop(
         self,
@@ -184,9 +187,12 @@ class Transactions:
         return _from_row(await self.db.fetchone(f"SELECT {COLUMNS} FROM transactions WHERE id = ?", (transaction_id,)))
 
     async def by_ocpp_id(self, charger_id: str, ocpp_id: str) -> Transaction | None:
+        """The open session with this charger's transactionId, else the latest closed one."""
         return _from_row(
             await self.db.fetchone(
-                f"SELECT {COLUMNS} FROM transactions WHERE charger_id = ? AND ocpp_id = ?", (charger_id, ocpp_id)
+                f"SELECT {COLUMNS} FROM transactions WHERE charger_id = ? AND ocpp_id = ? "
+                "ORDER BY stopped_at IS NULL DESC, id DESC LIMIT 1",
+                (charger_id, ocpp_id),
             )
         )
 
@@ -241,6 +247,11 @@ class Transactions:
             removed += n
             if n < batch:
                 return removed
+
+
+def _digest(text: str) -> int:
+    """64 bits of the sampled values, for spotting a meter value received twice."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def _delete_batch(before: str, batch: int):

@@ -112,3 +112,70 @@ async def test_a_201_transaction_whose_started_event_was_lost_is_still_recorded(
         tx = await gateway.app.store.transactions.by_ocpp_id("CP201", "LOST-START")
         assert tx.evse == 1 and tx.meter_start_wh == 1000.0 and tx.energy_wh == 1250.0
         assert tx.stop_reason == "EVDisconnected"
+
+
+def tx_event(sim, kind: str, seq: int, tx_id: str, energy: float, token: str | None = None, **info):
+    from ocpp.v201 import call
+
+    sample = {"timestamp": sim.now(), "sampled_value": [{"value": energy, "measurand": "Energy.Active.Import.Register",
+                                                         "context": "Transaction.Begin" if kind == "Started" else
+                                                         "Transaction.End" if kind == "Ended" else "Sample.Periodic",
+                                                         "unit_of_measure": {"unit": "Wh"}}]}  # fmt: skip
+    return call.TransactionEvent(event_type=kind, timestamp=sim.now(), trigger_reason="Authorized", seq_no=seq,
+                                 transaction_info={"transaction_id": tx_id, **info}, meter_value=[sample],
+                                 evse={"id": 1, "connector_id": 1} if kind == "Started" else None,
+                                 id_token={"id_token": token, "type": "ISO14443"} if token else None)  # fmt: skip
+
+
+async def test_a_reused_201_transaction_id_opens_a_new_session(gateway):
+    sim = gateway.charger("CP201", "2.0.1")
+    async with connected(sim):
+        for start, stop in ((1000.0, 2000.0), (5000.0, 9000.0)):  # the station's counter restarted: same id
+            await sim.call(tx_event(sim, "Started", 0, "TX-1", start, "DRIVER"))
+            await sim.call(tx_event(sim, "Ended", 1, "TX-1", stop, stopped_reason="Local"))
+        rows = await gateway.app.store.transactions.query(charger_id="CP201")
+        assert sorted(r.energy_wh for r in rows) == [1000.0, 4000.0]
+        assert all(not r.open for r in rows)
+
+
+async def test_a_201_event_sent_twice_changes_nothing(gateway):
+    sim = gateway.charger("CP201", "2.0.1")
+    async with connected(sim):
+        await sim.call(tx_event(sim, "Started", 0, "TX-2", 100.0, "DRIVER"))
+        ended = tx_event(sim, "Ended", 1, "TX-2", 600.0, stopped_reason="EVDisconnected")
+        await sim.call(ended)
+        await sim.call(ended)  # our answer was lost: the station sends it again
+        rows = await gateway.app.store.transactions.query(charger_id="CP201")
+        assert len(rows) == 1 and rows[0].energy_wh == 500.0 and rows[0].stop_reason == "EVDisconnected"
+        assert len(await gateway.app.store.transactions.meter_values("CP201")) == 2
+
+
+async def test_the_badge_that_stops_a_201_session_does_not_replace_the_one_that_started_it(gateway):
+    sim = gateway.charger("CP201", "2.0.1")
+    async with connected(sim), gateway.client() as api:
+        await sim.call(tx_event(sim, "Started", 0, "TX-3", 0.0, "DRIVER"))
+        await sim.call(tx_event(sim, "Ended", 1, "TX-3", 10.0, "SITE-MANAGER", stopped_reason="Local"))
+        rows = (await api.get("/api/v1/transactions")).json()
+        assert [r["id_tag"] for r in rows] == ["DRIVER"]
+
+
+async def test_a_badge_learned_after_plug_in_is_recorded(gateway):
+    sim = gateway.charger("CP201", "2.0.1")
+    async with connected(sim):
+        await sim.call(tx_event(sim, "Started", 0, "TX-4", 0.0))  # cable first, no badge yet
+        await sim.call(tx_event(sim, "Updated", 1, "TX-4", 5.0, "LATE-BADGE"))
+        assert [r.id_tag for r in await gateway.app.store.transactions.query()] == ["LATE-BADGE"]
+
+
+async def test_a_16_meter_value_sent_twice_is_stored_once(gateway):
+    from ocpp.v16 import call
+
+    sim = gateway.charger("CP16", "1.6")
+    async with connected(sim):
+        evse = await sim.start_session(1)
+        message = call.MeterValues(connector_id=1, transaction_id=int(evse.tx_id),
+                                   meter_value=[sim.meter_value(evse, "Sample.Periodic")])  # fmt: skip
+        await sim.call(message)
+        await sim.call(message)
+        stored = await gateway.app.store.transactions.meter_values("CP16")
+        assert [s["sampled_value"][0]["context"] for s in stored] == ["Transaction.Begin", "Sample.Periodic"]
