@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 from gateway.settings import ChargerSettings, Settings
 
+# Ids come from the chargers: bound them, so a charger cannot grow the model (and the process image) at will.
+MAX_EVSES = 32
+MAX_CONNECTORS = 8
+
 
 @dataclass
 class Evse:
@@ -68,8 +72,18 @@ class Site:
             self.chargers[charger_id] = charger
         return charger
 
+    @staticmethod
+    def check_connector(evse: int, connector: int | None = 1, *, charger_level: bool = True) -> None:
+        """ValueError for ids no charger has: EVSE 0 (the charger itself, where allowed) to MAX_EVSES,
+        connector 1 to MAX_CONNECTORS."""
+        if not (0 if charger_level else 1) <= evse <= MAX_EVSES:
+            raise ValueError(f"EVSE {evse} is out of range (1 to {MAX_EVSES})")
+        if connector is not None and not (evse == 0 or 1 <= connector <= MAX_CONNECTORS):
+            raise ValueError(f"connector {connector} is out of range (1 to {MAX_CONNECTORS})")
+
     def see_connector(self, charger_id: str, evse: int, connector: int = 1) -> bool:
         """Record that a charger has this EVSE/connector; True when it was new to the model."""
+        self.check_connector(evse, connector, charger_level=False)
         charger = self.chargers.get(charger_id) or self.add_charger(charger_id)
         known = charger.evses.get(evse)
         if known is None:

@@ -101,6 +101,10 @@ class OcppSettings(Section):
     queue_size: int = Field(
         32, ge=1, le=1024, description="Gateway -> charger requests waiting per charger before new ones are refused"
     )
+    rate_limit_per_s: float = Field(
+        20.0, gt=0, description="Messages per second read from one charger; faster ones wait (TCP backpressure)"
+    )
+    rate_limit_burst: int = Field(200, ge=1, description="Messages a charger may send at once before the rate applies")
 
 
 class WebSettings(Section):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ocpp.exceptions import PropertyConstraintViolationError
+
 from drivers.ocpp import measurands
 from gateway.clock import utcnow
 from gateway.model import Site
@@ -23,6 +25,13 @@ log = logging.getLogger(__name__)
 # Leaves of an EVSE that describe live flow; they drop to zero when a session ends.
 _FLOW = ("power_w", "current_a", "current_a_l1", "current_a_l2", "current_a_l3",
          "power_w_l1", "power_w_l2", "power_w_l3")  # fmt: skip
+
+
+def _check(evse: int, connector: int | None, charger_level: bool = True) -> None:
+    try:
+        Site.check_connector(evse, connector, charger_level=charger_level)
+    except ValueError as e:
+        raise PropertyConstraintViolationError(description=str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -66,12 +75,15 @@ class Recorder:
                      info: str | None = None, ts: datetime | None = None) -> None:  # fmt: skip
         """Status of an EVSE's connector in the 1.6 vocabulary; EVSE 0 is the charger as a whole."""
         ts = ts or utcnow()
+        _check(evse, connector)
         await self.store.chargers.status(charger_id, evse, connector, status, error_code, info, ts)
         if evse == 0:
             self.image.set(charger_point(charger_id, "status"), status, ts)
             self.image.set(charger_point(charger_id, "error_code"), error_code or "NoError", ts)
             return
-        self.site.see_connector(charger_id, evse, connector)
+        if self.site.see_connector(charger_id, evse, connector) and self.site.chargers[charger_id].configured:
+            log.warning("charger reports EVSE %d connector %d, more than its config says charger=%s", evse,
+                        connector, charger_id)  # fmt: skip
         self.image.set(evse_point(charger_id, evse, "status"), status, ts)
         self.image.set(evse_point(charger_id, evse, "error_code"), error_code or "NoError", ts)
 
@@ -82,6 +94,7 @@ class Recorder:
     async def start(self, charger_id: str, evse: int, connector: int | None, id_tag: str | None, ts: datetime,
                     meter_start_wh: float | None, *, ocpp_id: str | None = None,
                     soc: float | None = None) -> Transaction:  # fmt: skip
+        _check(evse, connector, charger_level=False)
         tx = await self.store.transactions.start(
             charger_id, evse, connector, id_tag, ts, meter_start_wh, ocpp_id=ocpp_id, soc=soc
         )
@@ -93,6 +106,7 @@ class Recorder:
                            values: list[MeterValue]) -> None:  # fmt: skip
         if not values:
             return
+        _check(evse, None)
         readings = [measurands.read(mv.sampled_value) for mv in values]
         samples = [
             Sample(mv.ts, mv.sampled_value, r.energy_wh, r.soc) for mv, r in zip(values, readings, strict=True)

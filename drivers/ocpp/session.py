@@ -27,10 +27,14 @@ from drivers.ocpp import frames
 from drivers.ocpp.recorder import MeterValue, Recorder
 from gateway.clock import iso, parse_iso, utcnow
 from gateway.commands import CommandError
+from gateway.limits import TokenBucket
 from gateway.settings import OcppSettings
 
 log = logging.getLogger(__name__)
 wire = logging.getLogger("drivers.ocpp.wire")  # every frame, at DEBUG
+
+WARNINGS_PER_S, WARNINGS_BURST = 0.2, 10
+MAX_LOGGED = 80
 
 # Validate in the event loop: the library's default hops to a thread for each message, which costs more
 # than the validation of a small payload and adds latency on a Pi.
@@ -54,6 +58,10 @@ class Session(ChargePoint):
             settings.queue_size
         )
         self._outstanding: tuple[str, asyncio.Future[frames.CallResult | frames.CallError]] | None = None
+        # What one charger can make us do: read its frames no faster than this, log its faults no more than this.
+        self._inflow = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self._warnings = TokenBucket(WARNINGS_PER_S, WARNINGS_BURST)
+        self._suppressed = 0
 
     # -- receiving ---------------------------------------------------------------------------------------
 
@@ -62,6 +70,8 @@ class Session(ChargePoint):
         sender = asyncio.create_task(self._send_requests(), name=f"ocpp-requests-{self.id}")
         try:
             async for raw in self.ws:
+                if not self._inflow.try_take() and not await self._throttle():
+                    break
                 await self.route_message(raw)
         except ConnectionClosed as closed:
             if closed.sent is not None and closed.sent.code == 1009:
@@ -71,6 +81,20 @@ class Session(ChargePoint):
             await asyncio.gather(sender, return_exceptions=True)
             self._fail_queued(CommandError("offline", f"{self.id} disconnected"))
 
+    async def _throttle(self) -> bool:
+        """Wait for the charger's next message token (not reading meanwhile is TCP backpressure on it); False
+        when the connection closed while waiting."""
+        self.warn("sending faster than %g messages/s, slowed down", self.settings.rate_limit_per_s)
+        closed = asyncio.ensure_future(self.ws.wait_closed())
+        try:
+            while not self._inflow.try_take():
+                await asyncio.wait({closed}, timeout=self._inflow.wait_s())
+                if closed.done():
+                    return False
+            return True
+        finally:
+            closed.cancel()
+
     async def route_message(self, raw: str | bytes) -> None:
         wire.debug("recv charger=%s %s", self.id, raw)
         frame = frames.parse(raw, self.version)
@@ -79,14 +103,14 @@ class Session(ChargePoint):
         elif isinstance(frame, (frames.CallResult, frames.CallError)):
             self._resolve(frame)
         else:
-            log.warning("malformed frame charger=%s reason=%s", self.id, frame.reason)
+            self.warn("malformed frame: %s", frame.reason)
             if frame.reply is not None:
                 await self._send(frame.reply)
 
     async def _answer(self, call: frames.Call) -> None:
         refusal = frames.unknown_action(call, self.version, self._handled)
         if refusal is not None:
-            log.warning("unhandled action charger=%s action=%s", self.id, call.action)
+            self.warn("unhandled action %r", call.action[:MAX_LOGGED])
             await self._send(refusal)
             return
         self.current = call
@@ -96,7 +120,7 @@ class Session(ChargePoint):
             await self._handle_call(ocpp.messages.Call(call.unique_id, call.action, call.payload))
         except OCPPError as e:
             cause = (e.details or {}).get("cause") if isinstance(e.details, dict) else None
-            log.warning("invalid %s charger=%s code=%s cause=%s", call.action, self.id, e.code, cause)
+            self.warn("invalid %s: %s %r", call.action, e.code, str(cause)[:MAX_LOGGED])
             await self._send(frames.call_error(call.unique_id, e.code, str(cause or e.description), self.version))
         finally:
             self.current = None
@@ -176,7 +200,18 @@ class Session(ChargePoint):
             if not waiter.done():
                 waiter.set_result(frame)
             return
-        log.warning("answer to no outstanding request charger=%s id=%s", self.id, frame.unique_id)
+        self.warn("answer to no outstanding request, id %r", frame.unique_id[:MAX_LOGGED])
+
+    def warn(self, message: str, *args: Any) -> None:
+        """A warning about this charger's behaviour, at most WARNINGS_PER_S of them: a misbehaving charger must
+        not fill the SD card. Text the charger chose is logged with %r, cut to MAX_LOGGED characters."""
+        if not self._warnings.try_take():
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += f" ({self._suppressed} more warnings about this charger were suppressed)"
+            self._suppressed = 0
+        log.warning("charger=%s " + message, self.id, *args)
 
     def _fail_queued(self, error: CommandError) -> None:
         while not self._requests.empty():

@@ -217,9 +217,10 @@ class Transactions:
         )
         return [_from_row(r) for r in rows]  # type: ignore[misc]
 
-    async def meter_values(
+    async def meter_value_rows(
         self, charger_id: str, since: datetime | None = None, until: datetime | None = None, limit: int = 10000
-    ) -> list[dict[str, Any]]:
+    ) -> list[tuple[int, int | None, str, str]]:
+        """(evse, transaction id, ts, sampled values as the stored JSON text), oldest first."""
         clauses, params = ["charger_id = ?"], [charger_id]
         if since is not None:
             clauses.append("ts >= ?")
@@ -233,11 +234,15 @@ class Transactions:
             + " ORDER BY ts, id LIMIT ?",
             (*params, limit),
         )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    async def meter_values(
+        self, charger_id: str, since: datetime | None = None, until: datetime | None = None, limit: int = 10000
+    ) -> list[dict[str, Any]]:
         return [
-            {"evse": r["evse"], "transaction_id": r["transaction_id"], "timestamp": r["ts"],
-             "sampled_value": json.loads(r["sampled_value"])}
-            for r in rows
-        ]  # fmt: skip
+            {"evse": evse, "transaction_id": tx, "timestamp": ts, "sampled_value": json.loads(text)}
+            for evse, tx, ts, text in await self.meter_value_rows(charger_id, since, until, limit)
+        ]
 
     async def prune_meter_values(self, before: datetime, batch: int = 5000) -> int:
         """Delete meter values older than `before`, in small commits so the writer never stalls for long."""

@@ -25,6 +25,7 @@ from gateway.store import Store
 from gateway.store.transactions import EXPORT_FIELDS
 
 API_VERSION = "v1"
+MAX_ROWS = 10000  # per response: a page bigger than this would hold the event loop (and the chargers) too long
 # How each refusal of the command door reads over HTTP.
 _STATUS = {"forbidden": 403, "unknown_target": 404, "offline": 409, "busy": 429, "timeout": 504, "invalid": 422,
            "call_error": 502, "bad_answer": 502, "unsupported": 501}  # fmt: skip
@@ -93,7 +94,7 @@ Ctx = Annotated[WebContext, Depends(_ctx)]
 ChargerId = Annotated[str, Path(description="Charge point id")]
 Since = Annotated[datetime | None, Query(description="From this time on (ISO 8601; UTC when no zone)")]
 Until = Annotated[datetime | None, Query(description="Before this time (ISO 8601; UTC when no zone)")]
-Limit = Annotated[int, Query(ge=1, le=100000)]
+Limit = Annotated[int, Query(ge=1, le=MAX_ROWS, description=f"At most this many rows (up to {MAX_ROWS}); page with since")]
 
 
 def _router() -> APIRouter:
@@ -147,19 +148,26 @@ def _router() -> APIRouter:
         id_tag: str | None = None,
         format: Literal["json", "csv"] = "json",
         limit: Limit = 10000,
-    ) -> list[dict[str, Any]] | Response:
+    ) -> Response:
         found = await ctx.store.transactions.query(_utc(since), _utc(until), charger, id_tag, limit)
         rows = [tx.as_json() for tx in found]
         if format == "csv":
             return _csv(rows, EXPORT_FIELDS, "transactions.csv")
-        return rows
+        return JSONResponse(rows)
 
-    @api.get("/chargers/{charger_id}/meter-values", summary="Meter values as received, oldest first")
+    @api.get("/chargers/{charger_id}/meter-values", summary="Meter values as received, oldest first",
+             response_model=None)
     async def meter_values(
         ctx: Ctx, _: Reader, charger_id: ChargerId, since: Since = None, until: Until = None, limit: Limit = 10000
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         _known(ctx, charger_id)
-        return await ctx.store.transactions.meter_values(charger_id, _utc(since), _utc(until), limit)
+        rows = await ctx.store.transactions.meter_value_rows(charger_id, _utc(since), _utc(until), limit)
+        # The sampled values are stored as the JSON they arrived in: pass them through, never decode them.
+        body = ",".join(
+            f'{{"evse":{evse},"transaction_id":{"null" if tx is None else tx},"timestamp":"{ts}","sampled_value":{text}}}'
+            for evse, tx, ts, text in rows
+        )
+        return Response(f"[{body}]", media_type="application/json")
 
     @api.get("/audit", summary="Commands sent through the gateway, with who sent them, newest first")
     async def audit(ctx: Ctx, _: Operator, since: Since = None, target: str | None = None,

@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from drivers.ocpp.session import WARNINGS_BURST
 from tests.conftest import eventually
 
 PASSWORD = {"CP16": "password-of-CP16", "CP201": "password-of-CP201", "CPB": "password-of-CPB"}
@@ -99,8 +100,33 @@ async def test_malformed_frames_get_callerrors_and_disturb_nobody(gateway, charg
         await heartbeat(ws, "still-here")
         await heartbeat(other, "bystander-end")
 
-    assert any("malformed frame" in r.getMessage() for r in caplog.records)
-    assert any("invalid BootNotification" in r.getMessage() for r in caplog.records)
+    # Logged, but not without end: a misbehaving charger must not fill the SD card.
+    about = [r.getMessage() for r in caplog.records if f"charger={charger_id} " in r.getMessage()]
+    assert "malformed frame: not JSON" in about[0]
+    assert len(about) <= WARNINGS_BURST < len(frames)
+
+
+async def test_a_schema_violation_is_logged_with_its_code(gateway, caplog):
+    caplog.set_level(logging.WARNING)
+    async with connect(f"{gateway.ocpp_url}/CP16", subprotocols=["ocpp1.6"], additional_headers=headers("CP16")) as ws:
+        await ws.send('[2, "b", "BootNotification", {"chargePointVendor": 5, "chargePointModel": "M"}]')
+        await ws.recv()
+    assert any("invalid BootNotification: TypeConstraintViolation" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("frame", [
+    '[2, "e1", "StatusNotification", {"connectorId": 33, "errorCode": "NoError", "status": "Available"}]',
+    '[2, "e2", "StartTransaction", {"connectorId": 0, "idTag": "T", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"}]',
+    '[2, "e3", "MeterValues", {"connectorId": 99999, "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", '
+    '"sampledValue": [{"value": "1"}]}]}]',
+])  # fmt: skip
+async def test_evse_ids_no_charger_has_are_refused(gateway, frame):
+    async with connect(f"{gateway.ocpp_url}/CP16", subprotocols=["ocpp1.6"], additional_headers=headers("CP16")) as ws:
+        await ws.send(frame)
+        answer = json.loads(await ws.recv())
+    assert answer[0] == 4 and answer[2] == "PropertyConstraintViolation"
+    assert max(gateway.app.site.chargers["CP16"].evses) <= 2
+    assert not any("/evse/33/" in name or "/evse/99999/" in name for name, _ in gateway.app.image.items())
 
 
 async def test_a_frame_over_the_limit_closes_only_that_connection(gateway, caplog):
@@ -129,3 +155,25 @@ async def test_a_frame_just_under_the_limit_is_fine(gateway):
         assert answer == [3, "dt", {"status": "UnknownVendorId"}]
     events = await gateway.app.store.chargers.events("CP16")
     assert events[0]["action"] == "DataTransfer" and len(events[0]["payload"]["data"]) == 60000
+
+
+async def test_a_flooding_charger_is_slowed_and_others_are_not(tmp_path, caplog):
+    from gateway.settings import load_settings
+    from tests.conftest import running_gateway, write_config
+
+    caplog.set_level(logging.WARNING)
+    environ = {"EVEDGE_OCPP__RATE_LIMIT_PER_S": "0.001", "EVEDGE_OCPP__RATE_LIMIT_BURST": "5"}
+    async with running_gateway(load_settings(write_config(tmp_path), environ=environ)) as gw:
+        async with (
+            connect(f"{gw.ocpp_url}/CP16", subprotocols=["ocpp1.6"], additional_headers=headers("CP16"),
+                    close_timeout=0.5) as flood,
+            connect(f"{gw.ocpp_url}/CPB", subprotocols=["ocpp1.6"], additional_headers=headers("CPB")) as other,
+        ):
+            for n in range(10):
+                await flood.send(json.dumps([2, f"f{n}", "Heartbeat", {}]))
+            answered = [json.loads(await asyncio.wait_for(flood.recv(), 5))[1] for _ in range(5)]
+            assert answered == [f"f{n}" for n in range(5)]
+            await heartbeat(other, "unaffected")
+            with pytest.raises(TimeoutError):  # the sixth waits for its token (1000 s at this rate)
+                await asyncio.wait_for(flood.recv(), 0.5)
+    assert any("slowed down" in r.getMessage() for r in caplog.records)

@@ -116,7 +116,8 @@ async def test_every_acknowledged_meter_value_survives_sigkill(killable):
         await asyncio.wait_for(streaming, 10)
     await killable.start_and_wait()
     async with killable.api() as api:
-        stored = (await api.get("/api/v1/chargers/CP16/meter-values", params={"limit": 100000})).json()
+        stored = (await api.get("/api/v1/chargers/CP16/meter-values", params={"limit": 10000})).json()
+    assert len(stored) < 10000  # one page held them all
     values = [int(float(s["sampled_value"][0]["value"])) for s in stored]
     assert len(values) == len(set(values))  # each once
     assert set(acknowledged) <= set(values)
