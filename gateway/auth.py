@@ -56,7 +56,7 @@ def hash_password(password: str) -> str:
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
 
 
-def verify_password(password: str, stored: str) -> bool:
+def verify_password(password: str | bytes, stored: str) -> bool:
     try:
         n, r, p, salt, digest = _parse(stored)
     except ValueError:
@@ -83,8 +83,9 @@ def _parse(stored: str) -> tuple[int, int, int, bytes, bytes]:
     return n, r, p, salt, digest
 
 
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=32)
+def _scrypt(password: str | bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    secret = password.encode() if isinstance(password, str) else password
+    return hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=32)
 
 
 def new_token() -> str:
@@ -95,19 +96,39 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
-    """'Basic dXNlcjpwYXNz' -> ('user', 'pass'); None when absent or malformed."""
+def parse_basic_auth(header: str | None) -> tuple[str, bytes] | None:
+    """'Basic dXNlcjpwYXNz' -> ('user', b'pass'); None when absent or malformed.
+
+    The password stays bytes: OCPP 1.6 chargers may send their 20-byte AuthorizationKey raw, not as text.
+    """
     if not header:
         return None
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        user, sep, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+        return (user.decode("utf-8"), password) if sep else None
     except (ValueError, UnicodeDecodeError):
         return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
+
+
+def password_forms(password: bytes) -> list[bytes]:
+    """The forms a charger's password may be configured in: as sent, and -- for raw bytes, which only OCPP
+    1.6 AuthorizationKeys are -- their hexadecimal text, as the whitepaper has technicians configure it."""
+    try:
+        password.decode("utf-8")
+        return [password]
+    except UnicodeDecodeError:
+        return [password.hex().upper().encode(), password.hex().encode()]
+
+
+def same_password(sent: bytes, configured: str) -> bool:
+    """Constant-time comparison against a configured plaintext password (or AuthorizationKey in hex)."""
+    candidates = [configured.encode()]
+    if len(configured) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in configured):
+        candidates.append(bytes.fromhex(configured))
+    return any(hmac.compare_digest(sent, c) for c in candidates)
 
 
 def _b64(data: bytes) -> str:

@@ -26,6 +26,8 @@ from gateway.store import Store
 log = logging.getLogger("evedge")
 
 DEMO_CONFIG = Path("etc/demo.toml")
+CHARGER_PASSWORD = (16, 40)  # OCPP security profile 1
+USER_PASSWORD = (8, 256)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +265,7 @@ def _token_create(args: argparse.Namespace) -> int:
 
 def _user_add(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    password = _read_password(args.password_stdin)
+    password = _read_password(args.password_stdin, USER_PASSWORD)
     if password is None:
         return 1
     asyncio.run(_with_store(settings, lambda s: s.accounts.add_user(args.name, password, Role[args.role])))
@@ -272,14 +274,14 @@ def _user_add(args: argparse.Namespace) -> int:
 
 
 def _passwd(args: argparse.Namespace) -> int:
-    password = _read_password(args.password_stdin)
+    password = _read_password(args.password_stdin, CHARGER_PASSWORD)
     if password is None:
         return 1
     print(hash_password(password))
     return 0
 
 
-def _read_password(from_stdin: bool) -> str | None:
+def _read_password(from_stdin: bool, length: tuple[int, int]) -> str | None:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -287,8 +289,8 @@ def _read_password(from_stdin: bool) -> str | None:
         if getpass.getpass("Again: ") != password:
             print("the two passwords differ", file=sys.stderr)
             return None
-    if len(password) < 8:
-        print("a password has at least 8 characters", file=sys.stderr)
+    if not length[0] <= len(password) <= length[1]:
+        print(f"the password must be {length[0]} to {length[1]} characters long", file=sys.stderr)
         return None
     return password
 

@@ -9,6 +9,7 @@ driver that registered for its type.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -47,8 +48,12 @@ class Command:
     def target(self) -> str | None:
         return getattr(self, "charger_id", None)
 
+    def role_needed(self) -> Role:
+        return self.required_role
+
     def describe(self) -> dict[str, Any]:
-        return asdict(self)
+        """For the audit log: the command's fields, secrets masked."""
+        return redact(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,9 @@ class OcppRequest(Command):
     charger_id: str
     action: str
     payload: dict[str, Any] = field(default_factory=dict)
+
+    def role_needed(self) -> Role:
+        return Role.admin if self.action in CONFIGURING_ACTIONS else Role.operator
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,41 @@ class SetAvailability(Command):
     evse: int | None = None  # None: the whole charger
 
 
+# Requests that change how a charger is set up, where it connects and what it runs, or that hand its data
+# (logs, customer records) somewhere: admins configure, operators only act.
+CONFIGURING_ACTIONS = frozenset({
+    "ChangeConfiguration", "SetVariables", "SetNetworkProfile", "UpdateFirmware", "SignedUpdateFirmware",
+    "PublishFirmware", "UnpublishFirmware", "InstallCertificate", "DeleteCertificate", "CertificateSigned",
+    "SendLocalList", "SetVariableMonitoring", "ClearVariableMonitoring", "SetMonitoringBase", "SetMonitoringLevel",
+    "GetLog", "GetDiagnostics", "CustomerInformation", "DataTransfer",
+})  # fmt: skip
+
+_SECRET = re.compile(r"password|passphrase|secret|authorizationkey|privatekey", re.IGNORECASE)
+MASK = "***"
+
+
+def redact(value: Any) -> Any:
+    """Mask secrets for the audit log: fields named like one (password, ...), the value of a configuration key
+    or device-model variable named like one (ChangeConfiguration AuthorizationKey, SetVariables
+    BasicAuthPassword), and a VPN's key."""
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    name = value.get("key")
+    if isinstance(value.get("variable"), dict):
+        name = value["variable"].get("name")
+    secret_entry = isinstance(name, str) and _SECRET.search(name) is not None
+    masked = {}
+    for key, item in value.items():
+        if (_SECRET.search(key) or (secret_entry and key in ("value", "attributeValue"))
+                or (key == "key" and "password" in value)):  # fmt: skip
+            masked[key] = MASK
+        else:
+            masked[key] = redact(item)
+    return masked
+
+
 Handler = Callable[[Any], Awaitable[Any]]
 
 
@@ -111,10 +154,9 @@ class Commands:
         name = type(command).__name__
         audit_id = await self._audit.begin(actor, name, command.target, command.describe())
         try:
-            if actor.role < command.required_role:
-                raise CommandError(
-                    "forbidden", f"{name} needs the {command.required_role.name} role; {actor} is {actor.role.name}"
-                )
+            needed = command.role_needed()
+            if actor.role < needed:
+                raise CommandError("forbidden", f"{name} needs the {needed.name} role; {actor} is {actor.role.name}")
             handler = self._handlers.get(type(command))
             if handler is None:
                 raise CommandError("unsupported", f"nothing on this gateway handles {name}")
@@ -127,5 +169,5 @@ class Commands:
             log.exception("command failed command=%s target=%s actor=%s", name, command.target, actor)
             await self._audit.finish(audit_id, "error", {"error": type(e).__name__})
             raise
-        await self._audit.finish(audit_id, "ok", result)
+        await self._audit.finish(audit_id, "ok", redact(result))
         return result

@@ -70,7 +70,14 @@ def _check_phases(value: int) -> int:
     return value
 
 
+def _check_charger_password(value: SecretStr) -> SecretStr:
+    if not 16 <= len(value.get_secret_value()) <= 40:
+        raise ValueError("must be 16 to 40 characters long (OCPP security profile 1)")
+    return value
+
+
 Listen = Annotated[str, AfterValidator(_check_listen)]
+ChargerPassword = Annotated[SecretStr, AfterValidator(_check_charger_password)]
 Phases = Annotated[int, AfterValidator(_check_phases)]
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
 
@@ -143,7 +150,10 @@ class GroupSettings(Section):
 
 class ChargerSettings(Section):
     id: Identifier = Field(description="Charge point id, as in ws://HOST:PORT/ocpp/{id}")
-    password: SecretStr | None = Field(None, description="Basic-auth password (security profile 1)")
+    password: ChargerPassword | None = Field(
+        None, description="Basic-auth password, 16 to 40 characters (OCPP security profile 1); an OCPP 1.6 "
+        "AuthorizationKey is written as its 40 hexadecimal digits"
+    )
     password_hash: str | None = Field(None, description="Hash of the password, from `evedge passwd`")
     max_w: float = Field(22000.0, gt=0, description="Rated power of the charger in W")
     phases: Phases = Field(3, description="Phases the charger is wired to (1 or 3)")

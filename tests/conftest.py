@@ -23,7 +23,7 @@ from gateway.sim.charger import SimCharger, SimSpec
 from gateway.sim.site import make_charger
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORDS = {"CP16": "password-of-CP16", "CP201": "password-of-CP201", "CPB": "password-of-CPB"}
+PASSWORDS = {"CP16": "password-of-CP16", "CP201": "password-of-CP201", "CPBB": "password-of-CPBB"}
 
 BASE_CONFIG = """
 [gateway]
@@ -51,8 +51,8 @@ id = "CP201"
 password = "password-of-CP201"
 
 [[chargers]]
-id = "CPB"
-password = "password-of-CPB"
+id = "CPBB"
+password = "password-of-CPBB"
 """
 
 

@@ -13,6 +13,8 @@ import hmac
 import logging
 import re
 import secrets
+import time
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,7 +26,7 @@ from drivers.ocpp.recorder import Recorder
 from drivers.ocpp.session import Session
 from drivers.ocpp.v16 import Session16
 from drivers.ocpp.v201 import Session201
-from gateway.auth import parse_basic_auth, verify_password
+from gateway.auth import parse_basic_auth, password_forms, same_password, verify_password
 from gateway.clock import utcnow
 from gateway.commands import (
     CommandError,
@@ -36,10 +38,13 @@ from gateway.commands import (
     SetAvailability,
     Unlock,
 )
+from gateway.limits import FailureLimiter
 from gateway.settings import ChargerSettings, Settings, split_listen
 
 log = logging.getLogger(__name__)
 
+FAILURES_PER_WINDOW, FAILURE_WINDOW_S, RETRY_AFTER_S = 20, 300.0, 60
+LIST_EVERY_S, MAX_LISTED = 60.0, 1024
 _PATH = re.compile(r"/ocpp/([^/]+)/?")
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,48}")
 
@@ -53,10 +58,15 @@ class OcppServer:
         self.port: int | None = None
         self._server: Server | None = None
         self._locks: dict[str, asyncio.Lock] = {}
-        # A stored hash takes tens of ms of scrypt to check; remember who passed, keyed by a per-run secret,
-        # so a charger reconnecting every few seconds does not cost that each time.
+        # A stored hash takes tens of ms of scrypt (and 16 MiB) to check: one check at a time, and remember who
+        # passed (keyed by a per-run secret) so a charger reconnecting every few seconds does not cost that.
         self._passed: dict[str, bytes] = {}
         self._pepper = secrets.token_bytes(32)
+        self._scrypt = asyncio.Semaphore(1)
+        # Handshakes that fail (unknown id, wrong credentials) are counted per remote address; past the limit
+        # the address gets 429 without any work done for it.
+        self._failures = FailureLimiter(FAILURES_PER_WINDOW, FAILURE_WINDOW_S)
+        self._listed: OrderedDict[str, float] = OrderedDict()  # refused id -> when it was last written down
         self._closing: set[asyncio.Task[None]] = set()
 
     def register(self, commands: Commands) -> None:
@@ -95,6 +105,9 @@ class OcppServer:
     async def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         charger_id = charger_id_from(request.path)
         remote = _remote(connection)
+        address = remote.rpartition(":")[0] if remote else "?"
+        if not self._failures.allowed(address):
+            return _reject(connection, 429, "Too many failed attempts, try later", {"Retry-After": str(RETRY_AFTER_S)})
         if charger_id is None:
             log.warning("refused: not an OCPP path path=%r remote=%s", request.path[:100], remote)
             return _reject(connection, 404, "Not Found: connect to /ocpp/{chargePointId}")
@@ -103,8 +116,8 @@ class OcppServer:
             if self.settings.auto_accept:
                 log.info("accepting unknown charger (ocpp.auto_accept) charger=%s remote=%s", charger_id, remote)
                 return None
-            log.warning("refused: unknown charger charger=%s remote=%s", charger_id, remote)
-            await self.recorder.store.chargers.refused(charger_id, remote, utcnow())
+            self._failures.failed(address)
+            await self._list_refused(charger_id, remote)
             return _reject(connection, 404, "Unknown charge point")
         if self.settings.security_profile == 0:
             return None
@@ -114,20 +127,35 @@ class OcppServer:
             return _reject(connection, 401, "Authentication required", {"WWW-Authenticate": 'Basic realm="evedge"'})
         user, password = credentials
         if user != charger_id or not await self._password_ok(charger, password):
+            self._failures.failed(address)
             log.warning("refused: wrong credentials charger=%s remote=%s", charger_id, remote)
             return _reject(connection, 401, "Wrong credentials", {"WWW-Authenticate": 'Basic realm="evedge"'})
         return None
 
-    async def _password_ok(self, charger: ChargerSettings, password: str) -> bool:
+    async def _list_refused(self, charger_id: str, remote: str | None) -> None:
+        """List an unknown id for a technician; written down at most once a minute per id."""
+        now = time.monotonic()
+        if now - self._listed.get(charger_id, -LIST_EVERY_S) < LIST_EVERY_S:
+            return
+        self._listed[charger_id] = now
+        self._listed.move_to_end(charger_id)
+        while len(self._listed) > MAX_LISTED:
+            self._listed.popitem(last=False)
+        log.warning("refused: unknown charger charger=%s remote=%s", charger_id, remote)
+        await self.recorder.store.chargers.refused(charger_id, remote, utcnow())
+
+    async def _password_ok(self, charger: ChargerSettings, password: bytes) -> bool:
         if charger.password is not None:
-            return hmac.compare_digest(password.encode(), charger.password.get_secret_value().encode())
+            return same_password(password, charger.password.get_secret_value())
         assert charger.password_hash is not None
-        tag = hmac.new(self._pepper, password.encode(), hashlib.sha256).digest()
+        tag = hmac.new(self._pepper, password, hashlib.sha256).digest()
         if hmac.compare_digest(self._passed.get(charger.id, b""), tag):
             return True
-        if await asyncio.to_thread(verify_password, password, charger.password_hash):
-            self._passed[charger.id] = tag
-            return True
+        async with self._scrypt:
+            for form in password_forms(password):
+                if await asyncio.to_thread(verify_password, form, charger.password_hash):
+                    self._passed[charger.id] = tag
+                    return True
         return False
 
     # -- sessions ----------------------------------------------------------------------------------------

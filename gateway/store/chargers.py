@@ -66,7 +66,8 @@ class Chargers:
         return [{"ts": r["ts"], "action": r["action"], "payload": json.loads(r["payload"])} for r in rows]
 
     async def refused(self, charger_id: str, remote: str | None, at: datetime) -> None:
-        """An unknown id knocked: list it for a technician. Ids come from the network, so the list is bounded."""
+        """An unknown id knocked: list it for a technician. Ids come from the network, so the list is bounded:
+        when it is full, the id heard from longest ago makes room (junk stops crowding out a real charger)."""
 
         async def op(conn: aiosqlite.Connection) -> None:
             cursor = await conn.execute(
@@ -74,12 +75,15 @@ class Chargers:
                 (remote, iso(at), charger_id),
             )
             if cursor.rowcount == 0:
-                (count,) = await (await conn.execute("SELECT count(*) FROM pending_chargers")).fetchone()
-                if count < MAX_PENDING:
-                    await conn.execute(
-                        "INSERT INTO pending_chargers (id, remote, first_seen, last_seen) VALUES (?, ?, ?, ?)",
-                        (charger_id, remote, iso(at), iso(at)),
-                    )
+                await conn.execute(
+                    "DELETE FROM pending_chargers WHERE id IN (SELECT id FROM pending_chargers ORDER BY last_seen "
+                    "LIMIT max(0, (SELECT count(*) FROM pending_chargers) - ? + 1))",
+                    (MAX_PENDING,),
+                )
+                await conn.execute(
+                    "INSERT INTO pending_chargers (id, remote, first_seen, last_seen) VALUES (?, ?, ?, ?)",
+                    (charger_id, remote, iso(at), iso(at)),
+                )
 
         await self.db.write(op)
 

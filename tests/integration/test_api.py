@@ -110,17 +110,17 @@ async def test_errors_say_what_went_wrong(gateway):
 async def test_a_charger_that_does_not_answer_times_out_and_others_queue(tmp_path):
     settings = load_settings(write_config(tmp_path, call_timeout_s=0.5), environ={"EVEDGE_OCPP__QUEUE_SIZE": "1"})
     async with running_gateway(settings) as gw:
-        token = base64.b64encode(b"CPB:password-of-CPB").decode()
-        async with connect(f"{gw.ocpp_url}/CPB", subprotocols=["ocpp1.6"],
+        token = base64.b64encode(b"CPBB:password-of-CPBB").decode()
+        async with connect(f"{gw.ocpp_url}/CPBB", subprotocols=["ocpp1.6"],
                            additional_headers={"Authorization": f"Basic {token}"}) as mute:  # fmt: skip
-            await eventually(lambda: "CPB" in gw.app.ocpp.sessions)
+            await eventually(lambda: "CPBB" in gw.app.ocpp.sessions)
             async with gw.client() as api:
-                first = asyncio.create_task(api.post("/api/v1/chargers/CPB/ocpp/ClearCache", json={}))
+                first = asyncio.create_task(api.post("/api/v1/chargers/CPBB/ocpp/ClearCache", json={}))
                 request = json.loads(await mute.recv())  # the first is on the wire, unanswered
                 assert request[2] == "ClearCache"
-                second = asyncio.create_task(api.post("/api/v1/chargers/CPB/ocpp/ClearCache", json={}))
-                await eventually(lambda: gw.app.ocpp.sessions["CPB"]._requests.qsize() == 1)
-                third = await api.post("/api/v1/chargers/CPB/ocpp/ClearCache", json={})
+                second = asyncio.create_task(api.post("/api/v1/chargers/CPBB/ocpp/ClearCache", json={}))
+                await eventually(lambda: gw.app.ocpp.sessions["CPBB"]._requests.qsize() == 1)
+                third = await api.post("/api/v1/chargers/CPBB/ocpp/ClearCache", json={})
                 assert third.status_code == 429 and third.json()["error"] == "busy"
                 assert (await first).status_code == 504
                 request = json.loads(await mute.recv())  # then the second one gets its turn
@@ -166,7 +166,7 @@ async def _closed(gateway, transaction_id):
     return tx if tx is not None and not tx.open else None
 
 
-async def mute_charger(gw, charger_id: str = "CPB"):
+async def mute_charger(gw, charger_id: str = "CPBB"):
     token = base64.b64encode(f"{charger_id}:password-of-{charger_id}".encode()).decode()
     ws = await connect(f"{gw.ocpp_url}/{charger_id}", subprotocols=["ocpp1.6"],
                        additional_headers={"Authorization": f"Basic {token}"})  # fmt: skip
@@ -178,12 +178,12 @@ async def test_a_charger_that_drops_while_asked_fails_the_request_at_once(tmp_pa
     settings = load_settings(write_config(tmp_path, call_timeout_s=60), environ={})
     async with running_gateway(settings) as gw, gw.client() as api:
         ws = await mute_charger(gw)
-        asked = asyncio.create_task(api.post("/api/v1/chargers/CPB/ocpp/ClearCache", json={}))
+        asked = asyncio.create_task(api.post("/api/v1/chargers/CPBB/ocpp/ClearCache", json={}))
         assert json.loads(await ws.recv())[2] == "ClearCache"
         await ws.close()
         response = await asyncio.wait_for(asked, 10)  # not the 60 s of the call timeout
         assert response.status_code == 409 and response.json()["error"] == "offline"
-        audit = await gw.app.store.audit.query(target="CPB")
+        audit = await gw.app.store.audit.query(target="CPBB")
         assert audit[0]["outcome"] == "offline"
 
 
@@ -192,17 +192,34 @@ async def test_numbers_that_are_not_json_do_not_stop_later_requests(tmp_path, an
     settings = load_settings(write_config(tmp_path, call_timeout_s=0.5), environ={})
     async with running_gateway(settings) as gw, gw.client() as api:
         ws = await mute_charger(gw)
-        asked = asyncio.create_task(api.post("/api/v1/chargers/CPB/ocpp/GetCompositeSchedule",
+        asked = asyncio.create_task(api.post("/api/v1/chargers/CPBB/ocpp/GetCompositeSchedule",
                                              json={"connectorId": 1, "duration": 60}))  # fmt: skip
         request = json.loads(await ws.recv())
         await ws.send(f'[3, "{request[1]}", {answer}]')
         assert json.loads(await ws.recv())[:3] == [4, "-1", "FormationViolation"]  # what we sent was not JSON
         assert (await asked).status_code == 504  # and not an answer: the request timed out
-        asked = asyncio.create_task(api.post("/api/v1/chargers/CPB/ocpp/ClearCache", json={}))
+        asked = asyncio.create_task(api.post("/api/v1/chargers/CPBB/ocpp/ClearCache", json={}))
         request = json.loads(await ws.recv())
         await ws.send(json.dumps([3, request[1], {"status": "Accepted"}]))
         assert (await asked).json() == {"status": "Accepted"}
         # NaN from an operator never reaches a charger either.
-        refused = await api.post("/api/v1/chargers/CPB/ocpp/DataTransfer", content='{"vendorId": "x", "data": NaN}')
+        refused = await api.post("/api/v1/chargers/CPBB/ocpp/DataTransfer", content='{"vendorId": "x", "data": NaN}')
         assert refused.status_code == 422
         await ws.close()
+
+
+async def test_configuring_takes_an_admin_and_secrets_stay_out_of_the_audit(gateway):
+    sim = gateway.charger("CP16", "1.6")
+    operator = await gateway.token(Role.operator)
+    change = {"key": "AuthorizationKey", "value": "0011223344556677889900112233445566778899"}
+    async with connected(sim):
+        async with gateway.client(operator) as api:
+            refused = await api.post("/api/v1/chargers/CP16/ocpp/ChangeConfiguration", json=change)
+            assert refused.status_code == 403 and "admin" in refused.json()["message"]
+        async with gateway.client() as admin:
+            answer = await admin.post("/api/v1/chargers/CP16/ocpp/ChangeConfiguration", json=change)
+            assert answer.json() == {"status": "NotSupported"}  # the sim has no such key; it did get it
+            audit = (await admin.get("/api/v1/audit")).json()
+    assert sim.heard == ["ChangeConfiguration"]
+    assert [a["request"]["payload"]["value"] for a in audit] == ["***", "***"]
+    assert "0011223344556677" not in json.dumps(audit)

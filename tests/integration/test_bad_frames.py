@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from drivers.ocpp.session import WARNINGS_BURST
 from tests.conftest import eventually
 
-PASSWORD = {"CP16": "password-of-CP16", "CP201": "password-of-CP201", "CPB": "password-of-CPB"}
+PASSWORD = {"CP16": "password-of-CP16", "CP201": "password-of-CP201", "CPBB": "password-of-CPBB"}
 DEEP = "[" * 5000 + "]" * 5000
 
 # (frame, expected id, expected error code in 1.6, in 2.0.1)
@@ -75,7 +75,7 @@ async def heartbeat(ws, message_id: str = "hb") -> None:
 async def test_malformed_frames_get_callerrors_and_disturb_nobody(gateway, charger_id, version, caplog):
     caplog.set_level(logging.WARNING)
     url = gateway.ocpp_url
-    bystander_id = "CPB"
+    bystander_id = "CPBB"
     async with (
         connect(f"{url}/{charger_id}", subprotocols=[f"ocpp{version}"], additional_headers=headers(charger_id)) as ws,
         connect(f"{url}/{bystander_id}", subprotocols=["ocpp1.6"], additional_headers=headers(bystander_id)) as other,
@@ -134,7 +134,7 @@ async def test_a_frame_over_the_limit_closes_only_that_connection(gateway, caplo
     url = gateway.ocpp_url
     async with (
         connect(f"{url}/CP16", subprotocols=["ocpp1.6"], additional_headers=headers("CP16"), max_size=None) as ws,
-        connect(f"{url}/CPB", subprotocols=["ocpp1.6"], additional_headers=headers("CPB")) as other,
+        connect(f"{url}/CPBB", subprotocols=["ocpp1.6"], additional_headers=headers("CPBB")) as other,
     ):
         huge = json.dumps([2, "big", "DataTransfer", {"vendorId": "x", "data": "y" * 70000}])
         await ws.send(huge)
@@ -167,7 +167,7 @@ async def test_a_flooding_charger_is_slowed_and_others_are_not(tmp_path, caplog)
         async with (
             connect(f"{gw.ocpp_url}/CP16", subprotocols=["ocpp1.6"], additional_headers=headers("CP16"),
                     close_timeout=0.5) as flood,
-            connect(f"{gw.ocpp_url}/CPB", subprotocols=["ocpp1.6"], additional_headers=headers("CPB")) as other,
+            connect(f"{gw.ocpp_url}/CPBB", subprotocols=["ocpp1.6"], additional_headers=headers("CPBB")) as other,
         ):
             for n in range(10):
                 await flood.send(json.dumps([2, f"f{n}", "Heartbeat", {}]))

@@ -113,8 +113,8 @@ async def test_passwd_makes_a_hash_a_charger_can_log_in_with(tmp_path):
     hashed = out.strip()
     assert hashed.startswith("scrypt$") and verify_password("correct horse battery", hashed)
     assert not verify_password("wrong", hashed)
-    code, _, err = await evedge("passwd", "--password-stdin", stdin="short\n")
-    assert code == 1 and "at least 8" in err
+    code, _, err = await evedge("passwd", "--password-stdin", stdin="too short\n")
+    assert code == 1 and "16 to 40 characters" in err
 
     config = write_config(tmp_path, f'\n[[chargers]]\nid = "HASHED"\npassword_hash = "{hashed}"\n')
     async with running_gateway(load_settings(config, environ={})) as gw:
@@ -196,8 +196,8 @@ async def test_sim_connects_the_configured_chargers_and_charges(tmp_path):
     async with running_gateway(load_settings(config, environ={})) as gw:
         async with evedge_process("sim", "-c", str(config), "--url", gw.ocpp_url, "--meter-interval", "1") as process:
             first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
-            assert "CP16 (1.6)" in first and "CP201 (2.0.1)" in first and "CPB (1.6)" in first
-            await eventually(lambda: all(gw.app.image.value(f"chargers/{c}/online") for c in ("CP16", "CP201", "CPB")),
+            assert "CP16 (1.6)" in first and "CP201 (2.0.1)" in first and "CPBB (1.6)" in first
+            await eventually(lambda: all(gw.app.image.value(f"chargers/{c}/online") for c in ("CP16", "CP201", "CPBB")),
                              timeout=20)  # fmt: skip
             await eventually(lambda: gw.app.store.transactions.query(), timeout=40, interval=0.5)
             process.send_signal(signal.SIGINT)

@@ -50,7 +50,7 @@ async def test_an_unknown_id_is_refused_with_404_and_listed_as_pending(gateway):
     assert await refused_with(url) == 404
     async with gateway.client() as api:
         pending = (await api.get("/api/v1/pending-chargers")).json()
-    assert [(p["id"], p["attempts"]) for p in pending] == [("STRANGER", 2)]
+    assert [(p["id"], p["attempts"]) for p in pending] == [("STRANGER", 1)]  # written down once a minute
     assert pending[0]["remote"].startswith("127.0.0.1:")
 
 
@@ -124,3 +124,39 @@ async def test_the_same_id_connecting_again_replaces_the_old_session(gateway):
             assert json.loads(await new.recv())[1] == "h"
             # The old connection's end did not mark the charger offline: the new one is live.
             assert gateway.app.image.value("chargers/CP16/online") is True
+
+
+KEY = "0001020304050607FFFFFFFFFFFFFFFFFFFFFFFF"  # an OCPP 1.6 AuthorizationKey, as a technician types it
+
+
+def basic_raw(user: str, password: bytes) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(user.encode() + b":" + password).decode()}
+
+
+async def test_a_16_authorization_key_is_accepted_raw_or_as_text(tmp_path):
+    extra = f"""
+    [[chargers]]
+    id = "KEYED"
+    password = "{KEY}"
+
+    [[chargers]]
+    id = "KEYHASH"
+    password_hash = "{hash_password(KEY)}"
+    """
+    async with running_gateway(load_settings(write_config(tmp_path, extra), environ={})) as gw:
+        for charger_id in ("KEYED", "KEYHASH"):
+            for sent in (bytes.fromhex(KEY), KEY.encode()):
+                async with connect(f"{gw.ocpp_url}/{charger_id}", subprotocols=["ocpp1.6"],
+                                   additional_headers=basic_raw(charger_id, sent)) as ws:  # fmt: skip
+                    assert ws.subprotocol == "ocpp1.6"
+            assert await refused_with(f"{gw.ocpp_url}/{charger_id}", basic_raw(charger_id, bytes(20))) == 401
+
+
+async def test_an_address_that_keeps_failing_is_turned_away(gateway):
+    from drivers.ocpp.server import FAILURES_PER_WINDOW
+
+    url = f"{gateway.ocpp_url}/CP16"
+    for _ in range(FAILURES_PER_WINDOW):
+        assert await refused_with(url, basic("CP16", "guessing-password")) == 401
+    assert await refused_with(url, basic("CP16", "password-of-CP16")) == 429  # even the right one, for a while
+    assert await refused_with(f"{gateway.ocpp_url}/UNKNOWN") == 429

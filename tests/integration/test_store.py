@@ -108,11 +108,14 @@ async def test_refused_ids_are_listed_and_bounded(tmp_path, monkeypatch):
 
     monkeypatch.setattr(chargers, "MAX_PENDING", 3)
     async with Store(tmp_path) as store:
-        for n in range(5):
-            await store.chargers.refused(f"X{n}", "10.0.0.9:1", T0)
+        await store.chargers.refused("X0", "10.0.0.9:1", T0)
         await store.chargers.refused("X0", "10.0.0.9:2", T0 + timedelta(minutes=1))
-        pending = {p["id"]: p for p in await store.chargers.pending()}
-        assert set(pending) == {"X0", "X1", "X2"} and pending["X0"]["attempts"] == 2
+        assert [(p["id"], p["attempts"], p["remote"]) for p in await store.chargers.pending()] == [
+            ("X0", 2, "10.0.0.9:2")
+        ]
+        for n in range(1, 5):  # full: the id heard from longest ago makes room
+            await store.chargers.refused(f"X{n}", "10.0.0.9:1", T0 + timedelta(minutes=1 + n))
+        assert [p["id"] for p in await store.chargers.pending()] == ["X4", "X3", "X2"]
 
 
 async def test_the_door_checks_the_role_and_audits_before_and_after(tmp_path):

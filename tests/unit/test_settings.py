@@ -30,11 +30,11 @@ def test_every_key_is_documented_in_the_shipped_config():
 
 
 def test_list_items_are_overridden_by_id_or_index(tmp_path):
-    config = write(tmp_path, '[[chargers]]\nid = "CP01"\npassword = "from-file-1"\n'
-                              '[[chargers]]\nid = "cp02"\npassword = "from-file-2"\n')  # fmt: skip
-    settings = load_settings(config, {"EVEDGE_CHARGERS__CP01__PASSWORD": "from-env-1",
+    config = write(tmp_path, '[[chargers]]\nid = "CP01"\npassword = "from-file-password-1"\n'
+                              '[[chargers]]\nid = "cp02"\npassword = "from-file-password-2"\n')  # fmt: skip
+    settings = load_settings(config, {"EVEDGE_CHARGERS__CP01__PASSWORD": "from-env-password-1",
                                       "EVEDGE_CHARGERS__1__PRIORITY": "7", "EVEDGE_CHARGERS__CP02__MAX_W": "3700"})  # fmt: skip
-    assert settings.charger("CP01").password.get_secret_value() == "from-env-1"
+    assert settings.charger("CP01").password.get_secret_value() == "from-env-password-1"
     assert settings.charger("cp02").priority == 7 and settings.charger("cp02").max_w == 3700
 
 
@@ -43,8 +43,11 @@ def test_secrets_are_never_echoed(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_settings(config, {})
     assert "chargers.CP01.password" in str(error.value) and "not" not in str(error.value).split(":", 1)[1]
-    settings = load_settings(write(tmp_path, '[[chargers]]\nid = "A"\npassword = "hunter22"\n'), {})
+    settings = load_settings(write(tmp_path, '[[chargers]]\nid = "A"\npassword = "hunter22hunter22"\n'), {})
     assert "hunter22" not in repr(settings) and "hunter22" not in str(settings.model_dump())
+    with pytest.raises(ConfigError) as short:
+        load_settings(write(tmp_path, '[[chargers]]\nid = "A"\npassword = "hunter22"\n'), {})
+    assert str(short.value) == "chargers.A.password: must be 16 to 40 characters long (OCPP security profile 1)"
 
 
 def test_limit_in_amps_becomes_watts(tmp_path):
