@@ -1,5 +1,9 @@
 """The baseline for bench/ocpp_throughput.py: a bare central system written the `ocpp` library's way
-(its documented pattern, default settings), answering the same messages, persisting nothing."""
+(its documented pattern), answering the same messages, persisting nothing.
+
+    bare_csms.py PORT            the library's defaults (each schema validation hops to a thread)
+    bare_csms.py PORT --inloop   validation in the event loop, as the gateway does it
+"""
 
 from __future__ import annotations
 
@@ -49,4 +53,8 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
+    if "--inloop" in sys.argv:
+        import ocpp.messages
+
+        ocpp.messages.ASYNC_VALIDATION = False
     asyncio.run(main(int(sys.argv[1])))

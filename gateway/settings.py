@@ -302,9 +302,13 @@ def _env_value(raw: str) -> Any:
 
 
 def _item_index(items: list, part: str) -> int | None:
-    for i, item in enumerate(items):
-        if isinstance(item, dict) and str(item.get("id", "")).lower() == part:
-            return i
+    # Variable names are upper case, so ids match whatever their case; ids that differ only in case cannot
+    # be told apart this way and must be addressed by index.
+    found = [i for i, item in enumerate(items) if isinstance(item, dict) and str(item.get("id", "")).lower() == part]
+    if len(found) > 1:
+        raise LookupError(f"ids that differ only in case match {part!r}: give the item's index instead")
+    if found:
+        return found[0]
     if part.isdigit() and int(part) < len(items):
         return int(part)
     return None
@@ -324,41 +328,52 @@ def config_path(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read, override and validate the config; raise ConfigError naming every problem."""
+    """Read, override and validate the config; raise ConfigError naming every problem at once."""
     environ = os.environ if environ is None else environ
     loading = _Loading(config_path(path, environ), environ)
     token = _loading.set(loading)
     try:
-        settings = Settings()
+        settings: Settings | None = Settings()
+        problems: list[str] = []
     except ValidationError as e:
-        raise ConfigError(format_errors(e, loading.data, loading.env_paths), str(loading.path)) from None
+        settings, problems = None, format_errors(e, loading.data, loading.env_paths)
     finally:
         _loading.reset(token)
-    problems = reference_problems(settings)
+    problems += reference_problems(loading.data)
     if problems:
         raise ConfigError(problems, str(loading.path))
+    assert settings is not None
     return settings
 
 
-def reference_problems(settings: Settings) -> list[str]:
-    """What types cannot say: duplicate ids, references to things that do not exist, missing secrets."""
+def reference_problems(data: Mapping[str, Any]) -> list[str]:
+    """What types cannot say: duplicate ids, references to things that do not exist, missing secrets. Works on
+    the raw file (with its overrides), so these show up together with any type errors."""
     problems = []
+    ids: dict[str, set[str]] = {}
     for name in ("chargers", "groups"):
-        seen: set[str] = set()
-        for item in getattr(settings, name):
-            if item.id in seen:
-                problems.append(f"{name}.{item.id}: the id is used twice")
-            seen.add(item.id)
-    charger_ids = {c.id for c in settings.chargers}
-    for group in settings.groups:
-        for cid in group.chargers:
-            if cid not in charger_ids:
-                problems.append(f"groups.{group.id}.chargers: no charger has the id {cid!r}")
-    if settings.ocpp.security_profile >= 1:
-        for c in settings.chargers:
-            if c.password is None and c.password_hash is None:
-                problems.append(f"chargers.{c.id}.password: required with ocpp.security_profile = 1")
+        ids[name] = set()
+        for item in _items(data, name):
+            if item["id"] in ids[name]:
+                problems.append(f"{name}.{item['id']}: the id is used twice")
+            ids[name].add(item["id"])
+    for group in _items(data, "groups"):
+        members = group.get("chargers")
+        for cid in members if isinstance(members, list) else []:
+            if isinstance(cid, str) and cid not in ids["chargers"]:
+                problems.append(f"groups.{group['id']}.chargers: no charger has the id {cid!r}")
+    ocpp = data.get("ocpp") if isinstance(data.get("ocpp"), dict) else {}
+    if str(ocpp.get("security_profile", 1)) != "0":
+        for charger in _items(data, "chargers"):
+            if charger.get("password") is None and charger.get("password_hash") is None:
+                problems.append(f"chargers.{charger['id']}.password: required with ocpp.security_profile = 1")
     return problems
+
+
+def _items(data: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The items of a list section that have a text id (the others get their own type errors)."""
+    items = data.get(name)
+    return [i for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)] if isinstance(items, list) else []
 
 
 def format_errors(error: ValidationError, data: Any = None, env_paths: Mapping[str, str] | None = None) -> list[str]:
@@ -376,8 +391,9 @@ def format_errors(error: ValidationError, data: Any = None, env_paths: Mapping[s
             if not _is_secret(path) and not isinstance(err.get("input"), (dict, list)):
                 message += f" (got {err['input']!r})"
         line = f"{path}: {message}" if path else message
-        if path in env_paths:
-            line += f" [from {env_paths[path]}]"
+        sources = [var for key, var in env_paths.items() if key == path or key.startswith(path + ".")]
+        if path and sources:
+            line += f" [from {', '.join(sources)}]"
         lines.append(line)
     return lines
 

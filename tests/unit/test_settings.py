@@ -69,3 +69,28 @@ def test_an_empty_environment_and_no_file_section_gives_safe_defaults(tmp_path):
     settings = load_settings(write(tmp_path, ""), {})
     assert settings.ocpp.auto_accept is False and settings.ocpp.security_profile == 1
     assert settings.ocpp.max_frame_bytes == 65536
+
+
+def test_every_problem_shows_in_one_run(tmp_path):
+    config = write(tmp_path, '[site]\nlimit_w = -1\n[[groups]]\nid = "g"\nchargers = ["GHOST"]\n'
+                             '[[chargers]]\nid = "CP01"\nmax_w = "x"\n[[chargers]]\nid = "CP01"\npassword = "p" \n')  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, {})
+    problems = "\n".join(error.value.problems)
+    for expected in ("site.limit_w:", "chargers.CP01.max_w:", "chargers.CP01.password: must be 16",
+                     "chargers.CP01: the id is used twice", "groups.g.chargers: no charger has the id 'GHOST'",
+                     "chargers.CP01.password: required with ocpp.security_profile = 1"):  # fmt: skip
+        assert expected in problems
+
+
+def test_ids_differing_only_in_case_are_addressed_by_index(tmp_path):
+    config = write(tmp_path, '[ocpp]\nsecurity_profile = 0\n[[chargers]]\nid = "cp1"\n[[chargers]]\nid = "CP1"\n')
+    with pytest.raises(ConfigError, match="differ only in case"):
+        load_settings(config, {"EVEDGE_CHARGERS__CP1__MAX_W": "7400"})
+    assert load_settings(config, {"EVEDGE_CHARGERS__1__MAX_W": "7400"}).charger("CP1").max_w == 7400
+
+
+def test_a_nested_override_is_named_in_the_error(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, ""), {"EVEDGE_OCPP__LISTEN__HOST": "x"})
+    assert error.value.problems == ["ocpp.listen: Input should be a valid string [from EVEDGE_OCPP__LISTEN__HOST]"]
