@@ -70,7 +70,10 @@ class Session16(Session):
     @on(Action.meter_values)
     async def on_meter_values(self, connector_id: int, transaction_id: int | None = None,
                               **_: Any) -> call_result.MeterValues:  # fmt: skip
-        tx = await self._transaction(transaction_id) if transaction_id is not None else None
+        if transaction_id is not None:
+            tx = await self._transaction(transaction_id)
+        else:  # not said: the session running on that connector, if there is one, is the one they measure
+            tx = await self.recorder.store.transactions.open_on(self.id, connector_id) if connector_id else None
         values = self.meter_values(self.current.payload.get("meterValue"))
         await self.recorder.meter_values(self.id, connector_id, tx, values)
         return call_result.MeterValues()

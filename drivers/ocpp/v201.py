@@ -123,7 +123,10 @@ class Session201(Session):
 
     @on(Action.meter_values)
     async def on_meter_values(self, evse_id: int, **_: Any) -> call_result.MeterValues:
+        # MeterValues carry no transactionId: the session running on that EVSE, if any, is the one they measure.
         tx = next((t for t in self._open.values() if t.evse == evse_id), None)
+        if tx is None and evse_id:
+            tx = await self.recorder.store.transactions.open_on(self.id, evse_id)
         await self.recorder.meter_values(self.id, evse_id, tx, self.meter_values(self.current.payload["meterValue"]))
         return call_result.MeterValues()
 
