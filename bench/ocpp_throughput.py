@@ -90,13 +90,15 @@ def meter_values(n: int) -> dict:
 
 async def charger(url: str, n: int, counts: list[int], stop: asyncio.Event, ready: asyncio.Barrier) -> None:
     auth = base64.b64encode(f"B{n:04d}:bench-password-{n:04d}".encode()).decode()
-    for attempt in range(100):
+    for _ in range(100):  # the server may still be starting
         try:
             ws = await connect(f"{url}/B{n:04d}", subprotocols=["ocpp1.6"], compression=None,  # type: ignore[list-item]
                                additional_headers={"Authorization": f"Basic {auth}"})  # fmt: skip
             break
         except OSError:
             await asyncio.sleep(0.1)
+    else:
+        raise RuntimeError(f"cannot connect to {url}")
     async with ws:
         boot = {"chargePointVendor": "bench", "chargePointModel": "load"}
         await ws.send(json.dumps([2, "boot", "BootNotification", boot]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import json
 import logging
@@ -145,7 +146,10 @@ def _serve(settings: Settings, alongside: Callable[[Any], Awaitable[Any]] | None
     except* OSError as group:  # a port taken, a state directory not writable, ...
         failures.extend(group.exceptions)
     for error in failures:
-        print(f"evedge: cannot start: {error}", file=sys.stderr)
+        hint = ""
+        if getattr(error, "errno", None) == errno.EADDRINUSE:
+            hint = " (another program listens there: change ocpp.listen / web.listen, or stop it)"
+        print(f"evedge: cannot start: {error}{hint}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -168,6 +172,7 @@ async def _run_demo_site(app: Any) -> None:
     from gateway.sim.charger import SimSpec
     from gateway.sim.site import make_charger, run_site
 
+    await app.store.accounts.revoke_label("demo")  # the token of an earlier demo run
     token = await app.store.accounts.create_token(Role.admin, "demo")
     web = f"http://127.0.0.1:{app.web.port}"
     ocpp = f"ws://127.0.0.1:{app.ocpp.port}/ocpp"

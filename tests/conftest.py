@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +132,6 @@ async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
 
 
 @pytest.fixture
-def config_dir(tmp_path: Path) -> Path:
-    return tmp_path
-
-
-@pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     settings = load_settings(write_config(tmp_path), environ={})
     async with running_gateway(settings) as gw:
@@ -154,11 +149,6 @@ async def connected(*chargers: SimCharger) -> AsyncIterator[None]:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@pytest.fixture
-def connect() -> Callable[..., contextlib.AbstractAsyncContextManager[None]]:
-    return connected
 
 
 # -- the gateway as a separate process (kill -9, CLI) --------------------------------------------------------
@@ -221,5 +211,3 @@ async def wait_http(url: str, timeout: float = 20.0) -> None:
 
     await eventually(up, timeout, 0.1)
 
-
-Check = Callable[[], Awaitable[Any]]

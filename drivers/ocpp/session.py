@@ -48,7 +48,8 @@ class Session(ChargePoint):
     id: str
 
     def __init__(self, charger_id: str, ws: ServerConnection, recorder: Recorder, settings: OcppSettings) -> None:
-        super().__init__(charger_id, ws, response_timeout=settings.call_timeout_s, logger=log)
+        super().__init__(charger_id, ws, response_timeout=settings.call_timeout_s)
+        self.logger = _LibraryLog(self)  # the library's own log lines about this charger, throttled like ours
         self.ws = ws
         self.recorder = recorder
         self.settings = settings
@@ -202,7 +203,7 @@ class Session(ChargePoint):
             return
         self.warn("answer to no outstanding request, id %r", frame.unique_id[:MAX_LOGGED])
 
-    def warn(self, message: str, *args: Any) -> None:
+    def warn(self, message: str, *args: Any, exc_info: bool = False) -> None:
         """A warning about this charger's behaviour, at most WARNINGS_PER_S of them: a misbehaving charger must
         not fill the SD card. Text the charger chose is logged with %r, cut to MAX_LOGGED characters."""
         if not self._warnings.try_take():
@@ -211,7 +212,7 @@ class Session(ChargePoint):
         if self._suppressed:
             message += f" ({self._suppressed} more warnings about this charger were suppressed)"
             self._suppressed = 0
-        log.warning("charger=%s " + message, self.id, *args)
+        log.warning("charger=%s " + message, self.id, *args, exc_info=exc_info)
 
     def _fail_queued(self, error: CommandError) -> None:
         while not self._requests.empty():
@@ -228,6 +229,28 @@ class Session(ChargePoint):
     @staticmethod
     def now() -> str:
         return iso(utcnow())
+
+
+class _LibraryLog:
+    """What the ``ocpp`` library logs about a session: frames at DEBUG on the wire logger, failures (with the
+    whole message, and a stack trace for each) as this charger's throttled warnings, cut short."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def debug(self, message: str, *args: Any) -> None:
+        wire.debug(message, *args)
+
+    info = debug
+
+    def warning(self, message: str, *args: Any, exc_info: bool = False) -> None:
+        text = (message % args) if args else message
+        self._session.warn("%s", text[: MAX_LOGGED * 4], exc_info=exc_info)
+
+    error = warning
+
+    def exception(self, message: str, *args: Any) -> None:
+        self.warning(message, *args, exc_info=True)
 
 
 def when(text: str) -> Any:

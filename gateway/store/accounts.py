@@ -32,6 +32,9 @@ class Accounts:
             return None
         return Role.parse(row["role"]), row["label"] or f"token-{row['id']}"
 
+    async def revoke_label(self, label: str) -> None:
+        await self.db.execute("DELETE FROM api_tokens WHERE label = ?", (label,))
+
     async def revoke_token(self, token: str) -> None:
         await self.db.execute("DELETE FROM api_tokens WHERE digest = ?", (token_digest(token),))
 

@@ -177,3 +177,15 @@ async def test_a_flooding_charger_is_slowed_and_others_are_not(tmp_path, caplog)
             with pytest.raises(TimeoutError):  # the sixth waits for its token (1000 s at this rate)
                 await asyncio.wait_for(flood.recv(), 0.5)
     assert any("slowed down" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_charger_repeating_a_failing_message_does_not_flood_the_log(gateway, caplog):
+    caplog.set_level(logging.WARNING)
+    async with connect(f"{gateway.ocpp_url}/CP16", subprotocols=["ocpp1.6"], additional_headers=headers("CP16")) as ws:
+        for n in range(50):
+            await ws.send(json.dumps([2, f"s{n}", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                                                         "status": "Available", "timestamp": "soon"}]))
+            assert json.loads(await ws.recv())[2] == "PropertyConstraintViolation"
+    lines = [r for r in caplog.records if "charger=CP16" in r.getMessage()]
+    assert 1 <= len(lines) <= WARNINGS_BURST
+    assert lines[0].exc_info is not None  # the first one keeps its stack trace, for whoever debugs it
