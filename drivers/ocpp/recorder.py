@@ -48,16 +48,19 @@ class Recorder:
         self.image = image
         self.store = store
 
-    async def connected(self, charger_id: str, version: str, remote: str | None) -> None:
+    async def connected(self, charger_id: str, version: str, remote: str | None) -> list[Transaction]:
+        """A charger is online; returns its sessions still running, as the store has them."""
         now = utcnow()
         await self.store.chargers.connected(charger_id, version, now)
         if charger_id not in self.site.chargers:
             self.site.add_charger(charger_id)
         self.image.set(charger_point(charger_id, "online"), True, now)
         self.image.set(charger_point(charger_id, "ocpp_version"), version, now)
-        for tx in await self.store.transactions.open_for(charger_id):
+        running = await self.store.transactions.open_for(charger_id)
+        for tx in running:
             self._show_open(tx)
         log.info("charger connected charger=%s version=%s remote=%s", charger_id, version, remote)
+        return running
 
     async def disconnected(self, charger_id: str) -> None:
         now = utcnow()

@@ -178,7 +178,8 @@ class OcppServer:
                 log.info("charger reconnected, replacing its old connection charger=%s", charger_id)
                 self._close_in_background(old)
             self.sessions[charger_id] = session
-            await self.recorder.connected(charger_id, version, _remote(ws))
+            for tx in await self.recorder.connected(charger_id, version, _remote(ws)):
+                session.started(tx)
         try:
             await session.run()
         finally:

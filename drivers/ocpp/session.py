@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import ocpp.messages
@@ -25,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from drivers.ocpp import frames
 from drivers.ocpp.recorder import MeterValue, Recorder
+from gateway.store import Transaction
 from gateway.clock import iso, parse_iso, utcnow
 from gateway.commands import CommandError
 from gateway.limits import TokenBucket
@@ -54,6 +56,9 @@ class Session(ChargePoint):
         self.recorder = recorder
         self.settings = settings
         self.current: frames.Call | None = None  # the call being handled, exactly as received
+        # The session running on each EVSE (one at a time), seeded at connect from the store and kept here,
+        # so that the messages of a session never need a store read to find it.
+        self.running: dict[int, Transaction] = {}
         self._handled = frozenset(self.route_map)
         self._requests: asyncio.Queue[tuple[str, dict[str, Any], asyncio.Future[dict[str, Any]]]] = asyncio.Queue(
             settings.queue_size
@@ -221,6 +226,17 @@ class Session(ChargePoint):
                 future.set_exception(error)
 
     # -- helpers for the version modules ------------------------------------------------------------------
+
+    def started(self, tx: Transaction) -> None:
+        if tx.evse is not None:
+            self.running[tx.evse] = tx
+
+    def stopped(self, tx: Transaction) -> None:
+        if tx.evse is not None and self.running.get(tx.evse, tx).id == tx.id:
+            self.running.pop(tx.evse, None)
+
+    def running_where(self, match: Callable[[Transaction], bool]) -> Transaction | None:
+        return next((tx for tx in self.running.values() if match(tx)), None)
 
     def meter_values(self, raw: Any) -> list[MeterValue]:
         """MeterValue objects of the call being handled, camelCase as received."""

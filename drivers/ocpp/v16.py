@@ -28,10 +28,6 @@ class Session16(Session):
     _call = call
     _call_result = call_result
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._open: dict[int, Transaction] = {}  # sessions seen on this connection, by transactionId
-
     @on(Action.boot_notification)
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
                                    charge_point_serial_number: str | None = None,
@@ -64,7 +60,7 @@ class Session16(Session):
         # Even a refused badge gets a transactionId: the charger then stops, and the stop must find the record.
         status = self.recorder.authorize(self.id, id_tag)
         tx = await self.recorder.start(self.id, connector_id, 1, id_tag, when(timestamp), float(meter_start))
-        self._open[tx.id] = tx
+        self.started(tx)
         return call_result.StartTransaction(transaction_id=tx.id, id_tag_info={"status": status})
 
     @on(Action.meter_values)
@@ -73,7 +69,7 @@ class Session16(Session):
         if transaction_id is not None:
             tx = await self._transaction(transaction_id)
         else:  # not said: the session running on that connector, if there is one, is the one they measure
-            tx = await self.recorder.store.transactions.open_on(self.id, connector_id) if connector_id else None
+            tx = self.running.get(connector_id)
         values = self.meter_values(self.current.payload.get("meterValue"))
         await self.recorder.meter_values(self.id, connector_id, tx, values)
         return call_result.MeterValues()
@@ -95,7 +91,7 @@ class Session16(Session):
             soc = next((r.soc for r in map(measurands.read, (d.sampled_value for d in reversed(data)))
                         if r.soc is not None), None)  # fmt: skip
             await self.recorder.stop(tx, ts, float(meter_stop), reason or "Local", soc=soc, id_tag=id_tag)
-            self._open.pop(tx.id, None)
+            self.stopped(tx)
         info = {"status": self.recorder.authorize(self.id, id_tag)} if id_tag else None
         return call_result.StopTransaction(id_tag_info=info)
 
@@ -105,14 +101,11 @@ class Session16(Session):
         return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
 
     async def _transaction(self, transaction_id: int) -> Transaction | None:
-        tx = self._open.get(transaction_id)
+        """A running session from memory; an ended (or another charger's) one takes a store read."""
+        tx = self.running_where(lambda t: t.id == transaction_id)
         if tx is None:
             tx = await self.recorder.store.transactions.get(transaction_id)
-            if tx is None or tx.charger_id != self.id:
-                return None
-            if tx.open:
-                self._open[tx.id] = tx
-        return tx
+        return tx if tx is not None and tx.charger_id == self.id else None
 
     # -- typed commands, in 1.6 words ---------------------------------------------------------------------
 

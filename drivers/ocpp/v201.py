@@ -50,7 +50,6 @@ class Session201(Session):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._open: dict[str, Transaction] = {}  # by the charger's transactionId
         self._connector_status: dict[tuple[int, int], str] = {}
         self._charging_state: dict[int, str] = {}
 
@@ -107,7 +106,7 @@ class Session201(Session):
                 begin = measurands.energy_at(raw.get("meterValue") or [])
             tx = await self.recorder.start(self.id, evse.get("id", 0), evse.get("connectorId"), id_tag, ts, begin,
                                            ocpp_id=info["transactionId"])  # fmt: skip
-            self._open[info["transactionId"]] = tx
+            self.started(tx)
         elif id_tag and tx.id_tag is None:
             await self.recorder.identified(tx, id_tag)
         if values:
@@ -117,16 +116,14 @@ class Session201(Session):
         if ended:
             stop_wh = measurands.energy_at(raw.get("meterValue") or [], "Transaction.End")
             await self.recorder.stop(tx, ts, stop_wh, info.get("stoppedReason", "Local"), id_tag=id_tag)
-            self._open.pop(info["transactionId"], None)
+            self.stopped(tx)
         token_info = {"status": self.recorder.authorize(self.id, id_tag)} if id_tag else None
         return call_result.TransactionEvent(id_token_info=token_info)
 
     @on(Action.meter_values)
     async def on_meter_values(self, evse_id: int, **_: Any) -> call_result.MeterValues:
         # MeterValues carry no transactionId: the session running on that EVSE, if any, is the one they measure.
-        tx = next((t for t in self._open.values() if t.evse == evse_id), None)
-        if tx is None and evse_id:
-            tx = await self.recorder.store.transactions.open_on(self.id, evse_id)
+        tx = self.running.get(evse_id)
         await self.recorder.meter_values(self.id, evse_id, tx, self.meter_values(self.current.payload["meterValue"]))
         return call_result.MeterValues()
 
@@ -141,12 +138,9 @@ class Session201(Session):
         return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
 
     async def _transaction(self, ocpp_id: str) -> Transaction | None:
-        tx = self._open.get(ocpp_id)
-        if tx is None:
-            tx = await self.recorder.store.transactions.by_ocpp_id(self.id, ocpp_id)
-            if tx is not None and tx.open:
-                self._open[ocpp_id] = tx
-        return tx
+        """A running session from memory; an ended one (a replay, a reused id) takes a store read."""
+        tx = self.running_where(lambda t: t.ocpp_id == ocpp_id)
+        return tx or await self.recorder.store.transactions.by_ocpp_id(self.id, ocpp_id)
 
     async def _charging(self, tx: Transaction, charging_state: str | None, ended: bool, ts: Any) -> None:
         """A transaction event moves the EVSE's status when it carries a charging state."""

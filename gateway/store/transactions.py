@@ -196,13 +196,6 @@ class Transactions:
             )
         )
 
-    async def open_on(self, charger_id: str, evse: int) -> Transaction | None:
-        """The session running on an EVSE, if any."""
-        return _from_row(await self.db.fetchone(
-            f"SELECT {COLUMNS} FROM transactions WHERE charger_id = ? AND evse = ? AND stopped_at IS NULL "
-            "ORDER BY id DESC LIMIT 1", (charger_id, evse),
-        ))  # fmt: skip
-
     async def open_for(self, charger_id: str) -> list[Transaction]:
         rows = await self.db.fetchall(
             f"SELECT {COLUMNS} FROM transactions WHERE charger_id = ? AND stopped_at IS NULL ORDER BY id", (charger_id,)
