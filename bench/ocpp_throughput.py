@@ -9,6 +9,10 @@ library's defaults (a thread hop per schema validation), and the same with valid
 as the gateway does it -- the fair comparison for what persistence and the rest cost.
 
     .venv/bin/python bench/ocpp_throughput.py [--chargers 50] [--seconds 10]
+    .venv/bin/python bench/ocpp_throughput.py --chargers 200 --interval 10 --seconds 60   # the product's budget case
+
+With --interval, each charger sends one MeterValues every that many seconds (starting at random offsets)
+instead of as fast as it can: the share of a core used is then the figure to read.
 
 The last line is JSON, for comparing runs.
 """
@@ -20,6 +24,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -88,7 +93,8 @@ def meter_values(n: int) -> dict:
     return {"connectorId": 1, "meterValue": [{"timestamp": "2026-11-21T10:00:00Z", "sampledValue": sampled}]}
 
 
-async def charger(url: str, n: int, counts: list[int], stop: asyncio.Event, ready: asyncio.Barrier) -> None:
+async def charger(url: str, n: int, counts: list[int], stop: asyncio.Event, ready: asyncio.Barrier,
+                  interval: float) -> None:  # fmt: skip
     auth = base64.b64encode(f"B{n:04d}:bench-password-{n:04d}".encode()).decode()
     for _ in range(100):  # the server may still be starting
         try:
@@ -104,22 +110,29 @@ async def charger(url: str, n: int, counts: list[int], stop: asyncio.Event, read
         await ws.send(json.dumps([2, "boot", "BootNotification", boot]))
         await ws.recv()
         await ready.wait()
+        if interval:
+            await asyncio.sleep(random.uniform(0, interval))
         i = 0
         while not stop.is_set():
             i += 1
-            frame = [2, str(i), "Heartbeat", {}] if i % 2 else [2, str(i), "MeterValues", meter_values(i)]
+            if interval:
+                frame = [2, str(i), "MeterValues", meter_values(i)]
+            else:
+                frame = [2, str(i), "Heartbeat", {}] if i % 2 else [2, str(i), "MeterValues", meter_values(i)]
             await ws.send(json.dumps(frame))
             answer = json.loads(await ws.recv())
             if answer[0] != 3:
                 raise RuntimeError(f"unexpected answer {answer}")
             counts[n] += 1
+            if interval:
+                await asyncio.sleep(interval)
 
 
-async def load(url: str, chargers: int, warmup: float, seconds: float, pid: int) -> dict:
+async def load(url: str, chargers: int, warmup: float, seconds: float, pid: int, interval: float) -> dict:
     counts = [0] * chargers
     stop = asyncio.Event()
     ready = asyncio.Barrier(chargers + 1)
-    tasks = [asyncio.create_task(charger(url, n, counts, stop, ready)) for n in range(chargers)]
+    tasks = [asyncio.create_task(charger(url, n, counts, stop, ready, interval)) for n in range(chargers)]
     await asyncio.wait_for(ready.wait(), 60)
     await asyncio.sleep(warmup)
     start_count, start_cpu, start_time = sum(counts), cpu_seconds(pid), time.monotonic()
@@ -132,11 +145,11 @@ async def load(url: str, chargers: int, warmup: float, seconds: float, pid: int)
             "cpu_share": cpu / elapsed, "rss_mb": rss}  # fmt: skip
 
 
-def measure(kind: str, chargers: int, warmup: float, seconds: float) -> dict:
+def measure(kind: str, chargers: int, warmup: float, seconds: float, interval: float) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"evedge-bench-{kind}-") as directory:
         process, url = start_server(kind, Path(directory), chargers)
         try:
-            return asyncio.run(load(url, chargers, warmup, seconds, process.pid))
+            return asyncio.run(load(url, chargers, warmup, seconds, process.pid, interval))
         finally:
             process.terminate()
             process.wait(30)
@@ -147,21 +160,24 @@ def main() -> None:
     parser.add_argument("--chargers", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--interval", type=float, default=0.0, help="seconds between MeterValues (0: flat out)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
         os.sched_setaffinity(0, {1})  # the load on the other core than the server
 
     kinds = ("bare", "bare-inloop", "evedge")
-    results = {kind: measure(kind, args.chargers, args.warmup, args.seconds) for kind in kinds}
+    results = {kind: measure(kind, args.chargers, args.warmup, args.seconds, args.interval) for kind in kinds}
     ratios = {base: results["evedge"]["cpu_s_per_1000"] / results[base]["cpu_s_per_1000"] for base in kinds[:2]}
-    print(f"OCPP 1.6 round trips, {args.chargers} chargers, {args.seconds:g} s, server pinned to one core")
+    pace = f"a MeterValues every {args.interval:g} s each" if args.interval else "round trips flat out"
+    print(f"OCPP 1.6, {args.chargers} chargers, {pace}, {args.seconds:g} s, server pinned to one core")
     print(f"{'':12} {'msg/s':>9} {'CPU s/1000 msg':>15} {'core used':>10} {'RSS MB':>8}")
     for kind, r in results.items():
         print(f"{kind:12} {r['msg_per_s']:9.0f} {r['cpu_s_per_1000']:15.3f} {r['cpu_share']:9.0%} {r['rss_mb']:8.1f}")
     for base, ratio in ratios.items():
         print(f"gateway / {base}: {ratio:.2f}x the CPU per message "
               f"({results['evedge']['msg_per_s'] / results[base]['msg_per_s']:.2f}x the throughput)")
-    print(json.dumps({"bench": "ocpp_throughput", "chargers": args.chargers, "seconds": args.seconds, **results,
+    print(json.dumps({"bench": "ocpp_throughput", "chargers": args.chargers, "seconds": args.seconds,
+                      "interval": args.interval, **results,
                       "cpu_ratio": ratios["bare"], "cpu_ratio_inloop": ratios["bare-inloop"]}))  # fmt: skip
 
 
