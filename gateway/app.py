@@ -11,12 +11,15 @@ import asyncio
 import logging
 from typing import Any
 
+import drivers.modbus
+from drivers.modbus import ModbusDriver
 from drivers.ocpp import OcppServer, Recorder
 from gateway.commands import Commands
+from gateway.meters import mirror
 from gateway.model import Site
 from gateway.points import ProcessImage
 from gateway.sdnotify import feed_watchdog, notify, watchdog_interval
-from gateway.settings import Settings
+from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, Settings
 from gateway.store import Store
 from gateway.web.api import WebContext, create_app
 from gateway.web.server import WebServer
@@ -24,6 +27,11 @@ from gateway.web.server import WebServer
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_S = 6 * 3600
+
+
+def config_problems(settings: Settings) -> list[str]:
+    """What only the parts can tell about a config: unknown profiles, broken register maps, bad node ids."""
+    return drivers.modbus.check(settings)
 
 
 class _Stopping(Exception):
@@ -40,16 +48,21 @@ class App:
         self.recorder = Recorder(self.site, self.image, self.store)
         self.ocpp = OcppServer(settings, self.recorder)
         self.ocpp.register(self.commands)
+        modbus_meters = [m for m in settings.meters if isinstance(m, ModbusTcpMeter | ModbusRtuMeter)]
+        self.modbus = ModbusDriver(modbus_meters, self.image) if modbus_meters else None
         self.web: WebServer | None = None
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
 
     def health(self) -> dict[str, Any]:
-        return {
+        parts = {
             "store": self.store.health(),
             "ocpp": self.ocpp.health(),
             "web": self.web.health() if self.web else {"status": "starting"},
         }
+        if self.modbus:
+            parts["modbus"] = self.modbus.health()
+        return parts
 
     def stop(self) -> None:
         self._stop.set()
@@ -64,6 +77,9 @@ class App:
                 tasks.create_task(self.ocpp.run(ocpp_up), name="ocpp")
                 tasks.create_task(self.web.run(web_up), name="web")
                 tasks.create_task(self._housekeeping(), name="housekeeping")
+                tasks.create_task(mirror(self.site, self.image), name="attached-meters")
+                if self.modbus:
+                    tasks.create_task(self.modbus.run(), name="modbus")
                 interval = watchdog_interval()
                 if interval:
                     tasks.create_task(feed_watchdog(interval), name="watchdog")

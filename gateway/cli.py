@@ -110,13 +110,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return _serve(load_settings(args.config))
+    return _serve(_checked_settings(args.config))
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    print(f"{config_path(args.config)}: OK ({len(settings.chargers)} chargers, {len(settings.groups)} groups)")
+    settings = _checked_settings(args.config)
+    print(f"{config_path(args.config)}: OK ({len(settings.chargers)} chargers, {len(settings.groups)} groups, "
+          f"{len(settings.meters)} meters)")  # fmt: skip
     return 0
+
+
+def _checked_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings, checked by the core and by every part that has something to say about them."""
+    from gateway.app import config_problems
+
+    settings = load_settings(path, environ)
+    problems = config_problems(settings)
+    if problems:
+        raise ConfigError(problems, str(config_path(path, environ)))
+    return settings
 
 
 def _serve(settings: Settings, alongside: Callable[[Any], Awaitable[Any]] | None = None) -> int:
@@ -164,7 +176,7 @@ def _demo(args: argparse.Namespace) -> int:
         overrides["EVEDGE_OCPP__LISTEN"] = f"127.0.0.1:{args.ocpp_port}"
     if args.web_port is not None:
         overrides["EVEDGE_WEB__LISTEN"] = f"127.0.0.1:{args.web_port}"
-    settings = load_settings(args.config, {**os.environ, **overrides})
+    settings = _checked_settings(args.config, {**os.environ, **overrides})
     return _serve(settings, _run_demo_site)
 
 

@@ -20,6 +20,7 @@ MAX_CONNECTORS = 8
 class Evse:
     id: int
     connectors: set[int] = field(default_factory=lambda: {1})
+    meter: str | None = None  # a meter that measures this EVSE
 
 
 @dataclass
@@ -31,10 +32,19 @@ class Charger:
     configured: bool  # False when it joined through ocpp.auto_accept
     evses: dict[int, Evse] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
+    meter: str | None = None  # a meter that measures the whole charger
 
     @classmethod
     def from_settings(cls, s: ChargerSettings) -> Charger:
-        return cls(s.id, s.max_w, s.phases, s.priority, True, {n: Evse(n) for n in range(1, s.evses + 1)})
+        evses = {n: Evse(n, meter=s.evse_meters.get(str(n))) for n in range(1, s.evses + 1)}
+        return cls(s.id, s.max_w, s.phases, s.priority, True, evses, meter=s.meter)
+
+    def metered(self, evse: int) -> bool:
+        """Whether a meter (not the charger's MeterValues) says what flows through this EVSE (0: the charger)."""
+        if evse == 0:
+            return self.meter is not None
+        found = self.evses.get(evse)
+        return (found is not None and found.meter is not None) or (self.meter is not None and len(self.evses) == 1)
 
 
 @dataclass
@@ -45,6 +55,12 @@ class Group:
 
 
 @dataclass
+class Meter:
+    id: str
+    driver: str
+
+
+@dataclass
 class Site:
     id: str
     limit_w: float | None
@@ -52,6 +68,8 @@ class Site:
     phases: int
     groups: dict[str, Group]
     chargers: dict[str, Charger]
+    meters: dict[str, Meter] = field(default_factory=dict)
+    grid_meter: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Site:
@@ -60,8 +78,9 @@ class Site:
         for group in groups.values():
             for cid in group.chargers:
                 chargers[cid].groups.append(group.id)
+        meters = {m.id: Meter(m.id, m.driver) for m in settings.meters}
         s = settings.site
-        return cls(settings.gateway.id, s.limit, s.voltage_v, s.phases, groups, chargers)
+        return cls(settings.gateway.id, s.limit, s.voltage_v, s.phases, groups, chargers, meters, s.grid_meter)
 
     def add_charger(self, charger_id: str) -> Charger:
         """A charger that is not in the config (auto-accepted): rated by defaults until configured."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +56,10 @@ SCHEMA: dict[str, Kind] = {
     "voltage_v": Kind(float, "V", "Voltage"),
     "soc": Kind(float, "%", "State of charge of the EV"),
     "transaction_id": Kind(int, None, "Open transaction (gateway id), 0 when none"),
+    "energy_import_wh": Kind(float, "Wh", "Active energy imported (delivered to the site)"),
+    "energy_export_wh": Kind(float, "Wh", "Active energy exported"),
+    "frequency_hz": Kind(float, "Hz", "Grid frequency"),
+    "last_error": Kind(str, None, "Why the device last failed to answer"),
     "session_energy_wh": Kind(float, "Wh", "Energy of the open transaction so far"),
 }
 for _phase in ("l1", "l2", "l3"):
@@ -131,8 +135,13 @@ class ProcessImage:
 
     def mark(self, prefix: str, quality: Quality) -> None:
         """Set the quality of every point under a prefix (a device stopped answering, a charger dropped)."""
-        for name, point in list(self.items(prefix)):
-            if point.quality != quality:
+        self.mark_points([name for name, _ in self.items(prefix)], quality)
+
+    def mark_points(self, names: Iterable[str], quality: Quality) -> None:
+        """Set the quality of these points, keeping their values and timestamps."""
+        for name in names:
+            point = self._points.get(name)
+            if point is not None and point.quality != quality:
                 self.set(name, point.value, point.ts, quality)
 
     def get(self, name: str) -> Point | None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, get_origin
+from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -76,7 +76,14 @@ def _check_charger_password(value: SecretStr) -> SecretStr:
     return value
 
 
+def _check_opc_tcp(value: str) -> str:
+    if not value.startswith("opc.tcp://") or len(value) <= len("opc.tcp://"):
+        raise ValueError("must be an opc.tcp://HOST:PORT/... address")
+    return value
+
+
 Listen = Annotated[str, AfterValidator(_check_listen)]
+OpcTcpUrl = Annotated[str, AfterValidator(_check_opc_tcp)]
 ChargerPassword = Annotated[SecretStr, AfterValidator(_check_charger_password)]
 Phases = Annotated[int, AfterValidator(_check_phases)]
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
@@ -159,6 +166,11 @@ class ChargerSettings(Section):
     phases: Phases = Field(3, description="Phases the charger is wired to (1 or 3)")
     priority: int = Field(1, ge=0, le=100, description="Higher numbers are served first by the load cap")
     evses: int = Field(1, ge=1, le=32, description="Number of EVSEs (1.6: connectors)")
+    meter: Identifier | None = Field(None, description="A meter that measures the whole charger (its power "
+                                     "counts instead of the charger's own MeterValues)")
+    evse_meters: dict[str, Identifier] = Field(
+        default_factory=dict, description='Meters that measure single EVSEs: { "1" = "meter-id", ... }'
+    )
 
     @model_validator(mode="after")
     def _check_password(self) -> ChargerSettings:
@@ -167,6 +179,80 @@ class ChargerSettings(Section):
         if self.password_hash is not None:
             check_password_hash_format(self.password_hash)
         return self
+
+
+ByteOrder = Literal["big", "little"]
+
+
+class RegisterSettings(Section):
+    """One value in a Modbus register map (a profile file, or a meter's inline [meters.registers])."""
+
+    address: int = Field(ge=0, le=65535, description="Register address on the wire, 0-based")
+    kind: Literal["input", "holding"] = Field(description="input (function 04) or holding (function 03)")
+    type: Literal["u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64"] = Field(description="Data type")
+    scale: float = Field(1.0, description="value = raw * scale + offset")
+    offset: float = Field(0.0, description="value = raw * scale + offset")
+    byte_order: ByteOrder | None = Field(None, description="Bytes in a register (default: the map's)")
+    word_order: ByteOrder | None = Field(None, description="Registers in a 32/64-bit value (default: the map's)")
+
+
+class _Meter(Section):
+    id: Identifier = Field(description="Meter id: meters/{id}/... in the process image")
+    poll_s: float = Field(1.0, gt=0, le=3600, description="Seconds between reads (OPC UA: publishing interval)")
+    stale_after_s: float = Field(5.0, gt=0, description="Values turn bad when the meter has not answered this long")
+
+
+class _ModbusMeter(_Meter):
+    unit: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id")
+    profile: str | None = Field(None, description="A register map from drivers/profiles (file name without .toml)")
+    registers: dict[str, RegisterSettings] = Field(
+        default_factory=dict, description="Inline register map, by point name (added to the profile's, or instead)"
+    )
+    byte_order: ByteOrder = Field("big", description="Default byte order of the inline registers")
+    word_order: ByteOrder = Field("big", description="Default word order of the inline registers")
+    max_gap: int = Field(0, ge=0, le=100, description="Unused registers one request may read across (inline map)")
+    timeout_s: float = Field(1.0, gt=0, le=30, description="How long to wait for an answer")
+    max_backoff_s: float = Field(10.0, gt=0, description="Longest wait between retries of a meter that does not answer")
+
+    @model_validator(mode="after")
+    def _some_registers(self) -> _ModbusMeter:
+        if self.profile is None and not self.registers:
+            raise ValueError("give a profile or registers")
+        return self
+
+
+class ModbusTcpMeter(_ModbusMeter):
+    driver: Literal["modbus"] = Field(description="Modbus TCP")
+    host: str = Field(min_length=1, description="Meter (or Modbus gateway) address")
+    port: int = Field(502, ge=1, le=65535, description="Modbus TCP port")
+
+
+class ModbusRtuMeter(_ModbusMeter):
+    driver: Literal["modbus-rtu"] = Field(description="Modbus RTU on a serial line (RS-485)")
+    device: str = Field(min_length=1, description="Serial port, e.g. /dev/ttyUSB0")
+    baudrate: int = Field(9600, ge=300, le=921600, description="Bits per second")
+    parity: Literal["N", "E", "O"] = Field("N", description="N, E or O")
+    stopbits: int = Field(1, ge=1, le=2, description="1 or 2")
+    bytesize: int = Field(8, ge=7, le=8, description="7 or 8")
+    inter_request_delay_s: float = Field(
+        0.02, ge=0, le=1, description="Silence between two requests on the line (some RS-485 meters need it)"
+    )
+
+
+class OpcuaMeter(_Meter):
+    driver: Literal["opcua"] = Field(description="OPC UA server (the gateway is the client)")
+    endpoint: OpcTcpUrl = Field(description="opc.tcp://HOST:PORT/path")
+    points: dict[str, str] = Field(min_length=1, description="Point name = node id, e.g. power_w = \"ns=2;s=Load\"")
+    security_policy: Literal["None", "Basic256Sha256", "Aes256Sha256RsaPss"] = Field(
+        "None", description="Security policy (a client certificate is made at first start)"
+    )
+    security_mode: Literal["Sign", "SignAndEncrypt"] = Field("SignAndEncrypt", description="With a policy")
+    username: str | None = Field(None, description="User name, when the server asks for one")
+    password: SecretStr | None = Field(None, description="Password of that user")
+    subscribe: bool = Field(True, description="Subscribe to changes (false: read every poll_s)")
+
+
+MeterSettings = Annotated[ModbusTcpMeter | ModbusRtuMeter | OpcuaMeter, Field(discriminator="driver")]
 
 
 class StoreSettings(Section):
@@ -187,10 +273,14 @@ class Settings(BaseSettings):
     site: SiteSettings = Field(default_factory=SiteSettings)
     groups: list[GroupSettings] = Field(default_factory=list)
     chargers: list[ChargerSettings] = Field(default_factory=list)
+    meters: list[MeterSettings] = Field(default_factory=list)
     store: StoreSettings = Field(default_factory=StoreSettings)
 
     def charger(self, charger_id: str) -> ChargerSettings | None:
         return next((c for c in self.chargers if c.id == charger_id), None)
+
+    def meter(self, meter_id: str) -> MeterSettings | None:
+        return next((m for m in self.meters if m.id == meter_id), None)
 
     @classmethod
     def settings_customise_sources(
@@ -351,7 +441,7 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
     the raw file (with its overrides), so these show up together with any type errors."""
     problems = []
     ids: dict[str, set[str]] = {}
-    for name in ("chargers", "groups"):
+    for name in ("chargers", "groups", "meters"):
         ids[name] = set()
         for item in _items(data, name):
             if item["id"] in ids[name]:
@@ -362,6 +452,17 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
         for cid in members if isinstance(members, list) else []:
             if isinstance(cid, str) and cid not in ids["chargers"]:
                 problems.append(f"groups.{group['id']}.chargers: no charger has the id {cid!r}")
+    for charger in _items(data, "chargers"):
+        evse_meters = charger.get("evse_meters")
+        attached = [("meter", charger.get("meter"))] + [
+            (f"evse_meters.{n}", m) for n, m in (evse_meters.items() if isinstance(evse_meters, dict) else [])
+        ]
+        for key, meter in attached:
+            if isinstance(meter, str) and meter not in ids["meters"]:
+                problems.append(f"chargers.{charger['id']}.{key}: no meter has the id {meter!r}")
+    site = data.get("site") if isinstance(data.get("site"), dict) else {}
+    if isinstance(site.get("grid_meter"), str) and site["grid_meter"] not in ids["meters"]:
+        problems.append(f"site.grid_meter: no meter has the id {site['grid_meter']!r}")
     ocpp = data.get("ocpp") if isinstance(data.get("ocpp"), dict) else {}
     if str(ocpp.get("security_profile", 1)) != "0":
         for charger in _items(data, "chargers"):
@@ -386,6 +487,11 @@ def format_errors(error: ValidationError, data: Any = None, env_paths: Mapping[s
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required key is missing"
+        elif err["type"] == "union_tag_not_found":
+            path, message = f"{path}.{err['ctx']['discriminator'].strip(chr(39))}", "required key is missing"
+        elif err["type"] == "union_tag_invalid":
+            path = f"{path}.{err['ctx']['discriminator'].strip(chr(39))}"
+            message = f"unknown {err['ctx']['tag']!r}: expected one of {err['ctx']['expected_tags']}"
         else:
             message = err["msg"].removeprefix("Value error, ")
             if not _is_secret(path) and not isinstance(err.get("input"), (dict, list)):
@@ -407,6 +513,8 @@ def _key_path(loc: tuple, data: Any) -> str:
             item = node[part] if isinstance(node, list) and part < len(node) else None
             parts.append(_label(item, part))
             node = item
+        elif isinstance(node, dict) and node.get("driver") == part:
+            continue  # the union's tag (meters.grid.modbus.host): the driver is already the item's own key
         else:
             parts.append(str(part))
             node = node.get(part) if isinstance(node, dict) else None

@@ -149,6 +149,9 @@ class Recorder:
     def _show_reading(self, charger_id: str, evse: int, reading: measurands.Reading, ts: datetime,
                       tx: Transaction | None) -> None:  # fmt: skip
         values: dict[str, Any] = reading.points()
+        charger = self.site.chargers.get(charger_id)
+        if charger is not None and charger.metered(evse):  # a meter says what flows here, not the charger
+            values = {k: v for k, v in values.items() if k not in _FLOW}
         if tx is not None and tx.open and tx.meter_start_wh is not None and reading.energy_wh is not None:
             values["session_energy_wh"] = round(reading.energy_wh - tx.meter_start_wh, 3)
         if evse == 0:  # the charger's own main meter

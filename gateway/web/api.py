@@ -169,6 +169,10 @@ def _router() -> APIRouter:
         )
         return Response(f"[{body}]", media_type="application/json")
 
+    @api.get("/meters", summary="Every meter with its live values, their timestamps and qualities")
+    async def meters(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
+        return [_meter_view(ctx, meter_id) for meter_id in sorted(ctx.site.meters)]
+
     @api.get("/audit", summary="Commands sent through the gateway, with who sent them, newest first")
     async def audit(ctx: Ctx, _: Operator, since: Since = None, target: str | None = None,
                     limit: Limit = 1000) -> list[dict[str, Any]]:  # fmt: skip
@@ -224,6 +228,21 @@ def _charger_view(ctx: WebContext, charger_id: str, info: dict[str, Any]) -> dic
         "last_disconnected": info.get("last_disconnected"),
         "live": live,
         "evses": [evses[n] for n in sorted(evses)],
+    }
+
+
+def _meter_view(ctx: WebContext, meter_id: str) -> dict[str, Any]:
+    prefix = f"meters/{meter_id}/"
+    values = {name[len(prefix):]: point.as_json() for name, point in ctx.image.items(prefix)}
+    online = values.pop("online", None)
+    error = values.pop("last_error", None)
+    return {
+        "id": meter_id,
+        "driver": ctx.site.meters[meter_id].driver,
+        "grid": meter_id == ctx.site.grid_meter,
+        "online": online["value"] if online else False,
+        "last_error": error["value"] if error else None,
+        "values": dict(sorted(values.items())),
     }
 
 

@@ -202,3 +202,28 @@ async def test_sim_connects_the_configured_chargers_and_charges(tmp_path):
             await eventually(lambda: gw.app.store.transactions.query(), timeout=40, interval=0.5)
             process.send_signal(signal.SIGINT)
             assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+async def test_check_config_names_meter_problems(tmp_path):
+    bad = tmp_path / "meters.toml"
+    bad.write_text(
+        '[site]\ngrid_meter = "gird"\n'
+        '[[meters]]\nid = "grid"\ndriver = "modbus"\nhost = "10.0.0.5"\nprofile = "eastron-sdm360"\n'
+        '[[meters]]\nid = "sub"\ndriver = "modbus"\nprofile = "eastron-sdm630"\n'
+        '[[meters]]\nid = "inline"\ndriver = "modbus"\nhost = "10.0.0.6"\n'
+        '[meters.registers.power_w]\naddress = 0\nkind = "input"\ntype = "f32"\n'
+        '[meters.registers.energy_import_wh]\naddress = 1\nkind = "input"\ntype = "u32"\n'
+        '[[meters]]\nid = "bms"\ndriver = "opcua"\nendpoint = "bms:4840"\n[meters.points]\npower_w = "ns=2;s=X"\n'
+    )
+    code, _, err = await evedge("check-config", "-c", str(bad))
+    assert code == 1
+    assert "site.grid_meter: no meter has the id 'gird'" in err
+    assert "meters.sub.host: required key is missing" in err
+    assert "meters.bms.endpoint: must be an opc.tcp://HOST:PORT/... address" in err
+    # What only the driver can tell comes once the file's own problems are fixed:
+    bad.write_text(bad.read_text().replace('"gird"', '"grid"').replace('profile = "eastron-sdm630"\n',
+                   'host = "10.0.0.7"\nprofile = "eastron-sdm630"\n').replace("bms:4840", "opc.tcp://bms:4840"))  # fmt: skip
+    code, _, err = await evedge("check-config", "-c", str(bad))
+    assert code == 1
+    assert "meters.grid.profile: no profile named 'eastron-sdm360' (there are: " in err
+    assert "meters.inline.registers.energy_import_wh: overlaps power_w (input registers 0..1)" in err

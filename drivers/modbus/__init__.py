@@ -1,0 +1,70 @@
+"""Modbus TCP and RTU meters: register maps (registers), our layer over pymodbus (bus), one polling task per
+physical bus (poller). Values land in the process image as ``meters/{id}/{point}``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from drivers.modbus.bus import ModbusBus
+from drivers.modbus.poller import BusPoller, PolledMeter
+from drivers.modbus.registers import check_meter, meter_map
+from gateway.points import ProcessImage
+from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, Settings
+
+ModbusMeter = ModbusTcpMeter | ModbusRtuMeter
+
+__all__ = ["ModbusDriver", "check"]
+
+
+def check(settings: Settings) -> list[str]:
+    """Config problems of the Modbus meters: unknown profiles, broken or overlapping register maps, meters on
+    one serial line that disagree on how to talk on it."""
+    meters = [m for m in settings.meters if isinstance(m, ModbusTcpMeter | ModbusRtuMeter)]
+    problems = [p for m in meters for p in check_meter(m)]
+    for group in _by_bus(meters).values():
+        first = group[0]
+        for other in group[1:]:
+            for key in ("baudrate", "parity", "stopbits", "bytesize"):
+                if isinstance(other, ModbusRtuMeter) and getattr(other, key) != getattr(first, key):
+                    problems.append(f"meters.{other.id}.{key}: {getattr(other, key)} differs from meter "
+                                    f"{first.id} on the same line {first.device} ({getattr(first, key)})")  # fmt: skip
+    return problems
+
+
+class ModbusDriver:
+    def __init__(self, meters: list[ModbusMeter], image: ProcessImage) -> None:
+        self.pollers = [self._poller(group, image) for group in _by_bus(meters).values()]
+
+    @staticmethod
+    def _poller(meters: list[ModbusMeter], image: ProcessImage) -> BusPoller:
+        first = meters[0]
+        timeout = max(m.timeout_s for m in meters)
+        if isinstance(first, ModbusTcpMeter):
+            bus, delay = ModbusBus.tcp(first.host, first.port, timeout), 0.0
+        else:
+            bus = ModbusBus.rtu(first.device, first.baudrate, first.parity, first.stopbits, first.bytesize, timeout)
+            delay = max(m.inter_request_delay_s for m in meters if isinstance(m, ModbusRtuMeter))
+        polled = [PolledMeter(m.id, m.unit, meter_map(m).blocks, m.poll_s, m.stale_after_s, m.max_backoff_s)
+                  for m in meters]  # fmt: skip
+        return BusPoller(bus, polled, image, delay)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for poller in self.pollers:
+                tasks.create_task(poller.run(), name=f"modbus-{poller.bus.name}")
+
+    def health(self) -> dict[str, Any]:
+        meters = {m.id: {"online": m.failures == 0 and m.last_good is not None, "stale": m.stale}
+                  for p in self.pollers for m in p.meters}  # fmt: skip
+        # A meter that does not answer is the field's problem (its values say so), not the gateway's.
+        return {"status": "ok", "meters": meters}
+
+
+def _by_bus(meters: list[ModbusMeter]) -> dict[tuple, list[ModbusMeter]]:
+    """Meters that share a physical bus: the same TCP endpoint, or the same serial line."""
+    buses: dict[tuple, list[ModbusMeter]] = {}
+    for m in meters:
+        key = ("tcp", m.host, m.port) if isinstance(m, ModbusTcpMeter) else ("rtu", m.device)
+        buses.setdefault(key, []).append(m)
+    return buses

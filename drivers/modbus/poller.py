@@ -1,0 +1,120 @@
+"""One task per physical bus: it reads each meter of the bus in turn, block by block, and never two requests
+at once (an RS-485 line carries one conversation at a time; a Modbus TCP gateway in front of one is no
+different).
+
+A meter that does not answer is retried with a doubling wait, capped at its ``max_backoff_s``, so it costs
+the others on the bus one timeout now and then, not one per poll. Its values turn bad once it has not
+answered for ``stale_after_s``; the first good read makes them good again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from drivers.modbus.bus import BusError, ModbusBus
+from drivers.modbus.registers import Block
+from gateway.clock import utcnow
+from gateway.points import ProcessImage, Quality
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PolledMeter:
+    id: str
+    unit: int
+    blocks: tuple[Block, ...]
+    poll_s: float
+    stale_after_s: float
+    max_backoff_s: float
+    next_poll: float = 0.0
+    failures: int = 0
+    last_good: float | None = None
+    stale: bool = False
+    since: float = 0.0  # when polling began: a meter that never answered goes stale from there
+    reads: int = 0  # requests answered, for benchmarks
+    points: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.points = [f"meters/{self.id}/{r.name}" for b in self.blocks for r in b.registers]
+
+    def stale_at(self) -> float:
+        return (self.last_good if self.last_good is not None else self.since) + self.stale_after_s
+
+
+class BusPoller:
+    def __init__(self, bus: ModbusBus, meters: list[PolledMeter], image: ProcessImage, delay_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic, wallclock: Callable[[], datetime] = utcnow) -> None:  # fmt: skip
+        self.bus = bus
+        self.meters = meters
+        self.image = image
+        self.delay_s = delay_s  # silence between requests (RS-485 turnaround)
+        self._clock = clock
+        self._wallclock = wallclock
+
+    async def run(self) -> None:
+        now = self._clock()
+        for meter in self.meters:
+            meter.since = meter.next_poll = now
+        try:
+            while True:
+                now = self._clock()
+                self._mark_stale(now)
+                meter = min(self.meters, key=lambda m: m.next_poll)
+                wake = min([meter.next_poll] + [m.stale_at() for m in self.meters if not m.stale])
+                if wake > now:
+                    await asyncio.sleep(wake - now)
+                    continue
+                await self.poll(meter)
+        finally:
+            self.bus.close()
+
+    async def poll(self, meter: PolledMeter) -> None:
+        values: dict[str, float | None] = {}
+        try:
+            for block in meter.blocks:
+                words = await self.bus.read(meter.unit, block.kind, block.start, block.count)
+                meter.reads += 1
+                values.update(block.decode(words))
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+        except BusError as error:
+            self._failed(meter, str(error))
+            return
+        now, ts = self._clock(), self._wallclock()
+        for name, value in values.items():
+            point = f"meters/{meter.id}/{name}"
+            if value is None:  # the meter says 'not available' (a NaN float): keep the last value, flag it
+                previous = self.image.get(point)
+                self.image.set(point, previous.value if previous else None, ts, Quality.bad)
+            else:
+                self.image.set(point, value, ts)
+        # Keep the cadence (a late poll does not shift the ones after it), except after failures: the backed-off
+        # schedule is over, polling starts again from now.
+        scheduled = meter.next_poll if not meter.failures else now
+        if meter.failures:
+            log.info("meter answers again meter=%s bus=%s after %d failures", meter.id, self.bus.name, meter.failures)
+        self.image.update({f"meters/{meter.id}/online": True}, ts)
+        meter.failures, meter.last_good, meter.stale = 0, now, False
+        meter.next_poll = max(scheduled + meter.poll_s, now)
+
+    def _failed(self, meter: PolledMeter, error: str) -> None:
+        meter.failures += 1
+        if meter.failures == 1:
+            log.warning("meter does not answer meter=%s bus=%s: %s", meter.id, self.bus.name, error)
+        ts = self._wallclock()
+        self.image.update({f"meters/{meter.id}/online": False, f"meters/{meter.id}/last_error": error}, ts)
+        backoff = min(meter.poll_s * 2 ** (meter.failures - 1), max(meter.max_backoff_s, meter.poll_s))
+        meter.next_poll = self._clock() + backoff
+
+    def _mark_stale(self, now: float) -> None:
+        for meter in self.meters:
+            if not meter.stale and now >= meter.stale_at():
+                meter.stale = True
+                log.warning("meter values stale meter=%s (no answer for %g s)", meter.id, meter.stale_after_s)
+                self.image.mark_points(meter.points, Quality.bad)
