@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, help="where the demo keeps its database (default: from the config)")
     demo.add_argument("--ocpp-port", type=int, help="OCPP port (default: from the config)")
     demo.add_argument("--web-port", type=int, help="web port (default: from the config)")
+    demo.add_argument("--meter-port", type=int, help="the simulated grid meter's Modbus port (default: from the config)")
 
     send = command("send", _send, "Send one OCPP request to a charger through the running gateway.")
     config_option(send)
@@ -103,6 +104,22 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--password", help="password for every simulated charger")
     sim.add_argument("--prefix", default="SIM", help="id prefix when not taken from the config (SIM01, ...)")
     sim.add_argument("--meter-interval", type=float, default=10.0, help="seconds between meter values")
+    sim.add_argument("--meter-port", type=int, default=5020,
+                     help="Modbus TCP port of a simulated SDM630 grid meter on 127.0.0.1 (0: none)")
+
+    probe = command("probe", lambda a: 2, "Read a device once and print what it says (commissioning).")
+    probe_sub = probe.add_subparsers(dest="protocol", required=True, metavar="PROTOCOL")
+    modbus = probe_sub.add_parser("modbus", help="A Modbus TCP or RTU meter, with a profile.")
+    modbus.set_defaults(func=_probe_modbus)
+    modbus.add_argument("--profile", required=True, help="register map from drivers/profiles, e.g. eastron-sdm630")
+    modbus.add_argument("--host", help="Modbus TCP: the meter's (or gateway's) address")
+    modbus.add_argument("--port", type=int, default=502, help="Modbus TCP port (default 502)")
+    modbus.add_argument("--rtu", metavar="DEVICE", help="Modbus RTU: the serial port, e.g. /dev/ttyUSB0")
+    modbus.add_argument("--baud", type=int, default=9600, help="RTU: bits per second (default 9600)")
+    modbus.add_argument("--parity", choices=["N", "E", "O"], default="N", help="RTU: parity (default N)")
+    modbus.add_argument("--stopbits", type=int, choices=[1, 2], default=1, help="RTU: stop bits (default 1)")
+    modbus.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
+    modbus.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer (default 2)")
     return parser
 
 
@@ -176,6 +193,8 @@ def _demo(args: argparse.Namespace) -> int:
         overrides["EVEDGE_OCPP__LISTEN"] = f"127.0.0.1:{args.ocpp_port}"
     if args.web_port is not None:
         overrides["EVEDGE_WEB__LISTEN"] = f"127.0.0.1:{args.web_port}"
+    if args.meter_port is not None:
+        overrides["EVEDGE_METERS__GRID__PORT"] = str(args.meter_port)
     settings = _checked_settings(args.config, {**os.environ, **overrides})
     return _serve(settings, _run_demo_site)
 
@@ -194,23 +213,42 @@ async def _run_demo_site(app: Any) -> None:
         for n, c in enumerate(app.settings.chargers)
     ]  # fmt: skip
     chargers = [make_charger(spec) for spec in specs]
-    print(_demo_banner(web, ocpp, token, specs), flush=True)
-    await run_site(chargers)
+    grid = app.settings.meter(app.settings.site.grid_meter or "")
+    print(_demo_banner(web, ocpp, token, specs, grid.port if grid else None), flush=True)
+    async with asyncio.TaskGroup() as tasks:
+        if grid is not None:
+            tasks.create_task(_serve_grid_meter(chargers, grid.host, grid.port))
+        tasks.create_task(run_site(chargers))
 
 
-def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any]) -> str:
+async def _serve_grid_meter(chargers: list[Any], host: str, port: int) -> None:
+    """A simulated Eastron SDM630 at the site's connection: the building's load plus the simulated EVs."""
+    from drivers.modbus.registers import load_profile
+    from gateway.sim.meter import GridMeterModel, SimMeter, SimModbusServer
+    from gateway.sim.site import ev_power_by_phase
+
+    sdm630 = load_profile("eastron-sdm630")
+    model = GridMeterModel(lambda: ev_power_by_phase(chargers))
+    meter = SimMeter(1, lambda: sdm630.words(model.values()), sdm630.spans())
+    await SimModbusServer([meter]).serve_tcp(host, port)
+
+
+def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any], meter_port: int | None) -> str:
     versions = ", ".join(f"{s.id} ({s.version})" for s in specs)
+    meter = f"modbus://127.0.0.1:{meter_port} unit 1 (Eastron SDM630)" if meter_port else "none"
     return f"""
 evedge demo is running -- Ctrl-C stops everything.
 
   OCPP central system   {ocpp}/{{chargePointId}}
   Simulated chargers    {versions}
+  Simulated grid meter  {meter}
   Web and HTTP API      {web}/api/v1/health
   API documentation     {web}/api/docs
   Admin token           {token}
 
   curl -H "Authorization: Bearer {token}" {web}/api/v1/chargers
   curl -H "Authorization: Bearer {token}" {web}/api/v1/transactions
+  curl -H "Authorization: Bearer {token}" {web}/api/v1/meters
   curl -H "Authorization: Bearer {token}" -X POST {web}/api/v1/chargers/{specs[0].id if specs else "CP01"}/ocpp/GetConfiguration -d '{{}}'
 """
 
@@ -336,9 +374,56 @@ def _sim(args: argparse.Namespace) -> int:
     if not specs:
         print("evedge sim: no chargers to simulate (give --chargers N, or a config with passwords)", file=sys.stderr)
         return 1
-    print(f"simulating {len(specs)} chargers against {url}: " + ", ".join(f"{s.id} ({s.version})" for s in specs))
+    print(f"simulating {len(specs)} chargers against {url}: " + ", ".join(f"{s.id} ({s.version})" for s in specs)
+          + (f"; an SDM630 grid meter on 127.0.0.1:{args.meter_port}" if args.meter_port else ""), flush=True)  # fmt: skip
+    chargers = [make_charger(s) for s in specs]
+
+    async def site() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            if args.meter_port:
+                tasks.create_task(_serve_grid_meter(chargers, "127.0.0.1", args.meter_port))
+            tasks.create_task(run_site(chargers))
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_site([make_charger(s) for s in specs]))
+        asyncio.run(site())
+    return 0
+
+
+def _probe_modbus(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from drivers.modbus import BusError, probe
+    from drivers.modbus.registers import MapError
+    from gateway.points import kind_of
+    from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, format_errors
+
+    common = {"id": "probe", "unit": args.unit, "profile": args.profile, "timeout_s": args.timeout}
+    try:
+        if args.rtu:
+            meter: Any = ModbusRtuMeter(driver="modbus-rtu", device=args.rtu, baudrate=args.baud, parity=args.parity,
+                                        stopbits=args.stopbits, **common)  # fmt: skip
+            where = f"{args.rtu} at {args.baud} baud, unit {args.unit}"
+        else:
+            if not args.host:
+                print("evedge probe modbus: give --host (Modbus TCP) or --rtu DEVICE (Modbus RTU)", file=sys.stderr)
+                return 2
+            meter = ModbusTcpMeter(driver="modbus", host=args.host, port=args.port, **common)
+            where = f"{args.host}:{args.port}, unit {args.unit}"
+        values = asyncio.run(probe(meter))
+    except ValidationError as e:
+        print("\n".join(f"evedge probe modbus: {line}" for line in format_errors(e)), file=sys.stderr)
+        return 2
+    except MapError as e:
+        print("\n".join(f"evedge probe modbus: {line}" for line in e.problems), file=sys.stderr)
+        return 2
+    except BusError as e:
+        print(f"evedge probe modbus: {where}: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.profile} at {where}")
+    for name, value in sorted(values.items()):
+        kind = kind_of(name)
+        shown = "not available" if value is None else f"{value:.6g}"
+        print(f"  {name:18} {shown:>14} {kind.unit if kind and kind.unit and value is not None else ''}")
     return 0
 
 

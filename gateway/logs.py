@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from gateway.clock import iso
 
 _QUIET = ("websockets", "uvicorn.error", "aiosqlite", "ocpp", "httpx", "drivers.ocpp.wire")
+_ERRORS_ONLY = ("pymodbus",)  # our drivers report what goes wrong on a bus, once, with the meter's name
 
 
 class _JsonFormatter(logging.Formatter):
@@ -50,3 +51,5 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
     if level != "DEBUG":
         for name in _QUIET:
             logging.getLogger(name).setLevel(logging.WARNING)
+        for name in _ERRORS_ONLY:
+            logging.getLogger(name).setLevel(logging.ERROR)

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from drivers.modbus.bus import ModbusBus
-from drivers.modbus.poller import BusPoller, PolledMeter
+from drivers.modbus.bus import BusError, ModbusBus
+from drivers.modbus.poller import BusPoller, PolledMeter, read_blocks
 from drivers.modbus.registers import check_meter, meter_map
 from gateway.points import ProcessImage
 from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, Settings
 
 ModbusMeter = ModbusTcpMeter | ModbusRtuMeter
 
-__all__ = ["ModbusDriver", "check"]
+__all__ = ["ModbusDriver", "check", "probe", "BusError"]
 
 
 def check(settings: Settings) -> list[str]:
@@ -32,22 +32,24 @@ def check(settings: Settings) -> list[str]:
     return problems
 
 
+async def probe(meter: ModbusMeter) -> dict[str, float | None]:
+    """Read a meter once, every register of its map: what a technician checks before writing the config."""
+    bus = _bus(meter)
+    try:
+        return await read_blocks(bus, meter.unit, meter_map(meter).blocks, _delay([meter]))
+    finally:
+        bus.close()
+
+
 class ModbusDriver:
     def __init__(self, meters: list[ModbusMeter], image: ProcessImage) -> None:
         self.pollers = [self._poller(group, image) for group in _by_bus(meters).values()]
 
     @staticmethod
     def _poller(meters: list[ModbusMeter], image: ProcessImage) -> BusPoller:
-        first = meters[0]
-        timeout = max(m.timeout_s for m in meters)
-        if isinstance(first, ModbusTcpMeter):
-            bus, delay = ModbusBus.tcp(first.host, first.port, timeout), 0.0
-        else:
-            bus = ModbusBus.rtu(first.device, first.baudrate, first.parity, first.stopbits, first.bytesize, timeout)
-            delay = max(m.inter_request_delay_s for m in meters if isinstance(m, ModbusRtuMeter))
         polled = [PolledMeter(m.id, m.unit, meter_map(m).blocks, m.poll_s, m.stale_after_s, m.max_backoff_s)
                   for m in meters]  # fmt: skip
-        return BusPoller(bus, polled, image, delay)
+        return BusPoller(_bus(*meters), polled, image, _delay(meters))
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -59,6 +61,18 @@ class ModbusDriver:
                   for p in self.pollers for m in p.meters}  # fmt: skip
         # A meter that does not answer is the field's problem (its values say so), not the gateway's.
         return {"status": "ok", "meters": meters}
+
+
+def _bus(*meters: ModbusMeter) -> ModbusBus:
+    """The bus these meters share (settings of the first; check() makes sure the others agree)."""
+    first, timeout = meters[0], max(m.timeout_s for m in meters)
+    if isinstance(first, ModbusTcpMeter):
+        return ModbusBus.tcp(first.host, first.port, timeout)
+    return ModbusBus.rtu(first.device, first.baudrate, first.parity, first.stopbits, first.bytesize, timeout)
+
+
+def _delay(meters: list[ModbusMeter]) -> float:
+    return max((m.inter_request_delay_s for m in meters if isinstance(m, ModbusRtuMeter)), default=0.0)
 
 
 def _by_bus(meters: list[ModbusMeter]) -> dict[tuple, list[ModbusMeter]]:

@@ -24,6 +24,16 @@ from gateway.points import ProcessImage, Quality
 log = logging.getLogger(__name__)
 
 
+async def read_blocks(bus: ModbusBus, unit: int, blocks: tuple[Block, ...], delay_s: float = 0.0) -> dict[str, float | None]:
+    """Every block of a meter, one request after the other; BusError at the first that fails."""
+    values: dict[str, float | None] = {}
+    for block in blocks:
+        values.update(block.decode(await bus.read(unit, block.kind, block.start, block.count)))
+        if delay_s:
+            await asyncio.sleep(delay_s)
+    return values
+
+
 @dataclass
 class PolledMeter:
     id: str
@@ -75,17 +85,12 @@ class BusPoller:
             self.bus.close()
 
     async def poll(self, meter: PolledMeter) -> None:
-        values: dict[str, float | None] = {}
         try:
-            for block in meter.blocks:
-                words = await self.bus.read(meter.unit, block.kind, block.start, block.count)
-                meter.reads += 1
-                values.update(block.decode(words))
-                if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
+            values = await read_blocks(self.bus, meter.unit, meter.blocks, self.delay_s)
         except BusError as error:
             self._failed(meter, str(error))
             return
+        meter.reads += len(meter.blocks)
         now, ts = self._clock(), self._wallclock()
         for name, value in values.items():
             point = f"meters/{meter.id}/{name}"

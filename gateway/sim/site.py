@@ -22,6 +22,21 @@ def mixed_specs(count: int, url: str, password: str | None = None, prefix: str =
             for n in range(1, count + 1)]  # fmt: skip
 
 
+def ev_power_by_phase(chargers: list[SimCharger]) -> tuple[float, float, float]:
+    """What the simulated EVs draw on L1, L2, L3: a three-phase car evenly, a single-phase one on L1."""
+    phases = [0.0, 0.0, 0.0]
+    for charger in chargers:
+        for evse in charger.evses.values():
+            if evse.ev is None or not evse.power_w:
+                continue
+            if min(evse.ev.phases, charger.spec.phases) == 3:
+                for n in range(3):
+                    phases[n] += evse.power_w / 3
+            else:
+                phases[0] += evse.power_w
+    return phases[0], phases[1], phases[2]
+
+
 async def run_site(chargers: list[SimCharger], autopilot: bool = True, **autopilot_args: Any) -> None:
     """Run every charger (and its autopilot) until cancelled."""
     async with asyncio.TaskGroup() as tasks:

@@ -162,9 +162,9 @@ async def test_send_reaches_the_charger_and_is_audited(tmp_path):
 
 
 async def test_demo_shows_sessions_within_a_minute(tmp_path):
-    ocpp_port, web_port = free_port(), free_port()
+    ocpp_port, web_port, meter_port = free_port(), free_port(), free_port()
     async with evedge_process("demo", "--state-dir", str(tmp_path / "demo"), "--ocpp-port", str(ocpp_port),
-                              "--web-port", str(web_port)) as process:  # fmt: skip
+                              "--web-port", str(web_port), "--meter-port", str(meter_port)) as process:  # fmt: skip
         banner = ""
         while "Admin token" not in banner:
             line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -180,6 +180,10 @@ async def test_demo_shows_sessions_within_a_minute(tmp_path):
 
         rows = await eventually(sessions, timeout=60, interval=0.5)
         assert {r["charger"] for r in rows} <= {"CP01", "CP02", "CP03", "CP04"}
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as api:
+            grid = (await api.get(f"http://127.0.0.1:{web_port}/api/v1/meters")).json()[0]
+        assert grid["id"] == "grid" and grid["online"] is True
+        assert grid["values"]["power_w"]["value"] > 10000 and grid["values"]["power_w"]["quality"] == "good"
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 30) == 0
 
@@ -194,7 +198,8 @@ def _no_ambient_config(monkeypatch):
 async def test_sim_connects_the_configured_chargers_and_charges(tmp_path):
     config = write_config(tmp_path)
     async with running_gateway(load_settings(config, environ={})) as gw:
-        async with evedge_process("sim", "-c", str(config), "--url", gw.ocpp_url, "--meter-interval", "1") as process:
+        async with evedge_process("sim", "-c", str(config), "--url", gw.ocpp_url, "--meter-interval", "1",
+                                  "--meter-port", "0") as process:
             first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
             assert "CP16 (1.6)" in first and "CP201 (2.0.1)" in first and "CPBB (1.6)" in first
             await eventually(lambda: all(gw.app.image.value(f"chargers/{c}/online") for c in ("CP16", "CP201", "CPBB")),
@@ -227,3 +232,22 @@ async def test_check_config_names_meter_problems(tmp_path):
     assert code == 1
     assert "meters.grid.profile: no profile named 'eastron-sdm360' (there are: " in err
     assert "meters.inline.registers.energy_import_wh: overlaps power_w (input registers 0..1)" in err
+
+
+async def test_probe_reads_a_meter_once(tmp_path):
+    from drivers.modbus.registers import load_profile
+    from tests.integration.test_modbus import SITE, serving, sim_meter
+
+    async with serving(sim_meter(4, load_profile("janitza-umg604"), SITE)) as port:
+        code, out, err = await evedge("probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "4",
+                                      "--profile", "janitza-umg604")  # fmt: skip
+        assert code == 0, err
+        assert f"janitza-umg604 at 127.0.0.1:{port}, unit 4" in out
+        lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+        assert lines["power_w"] == ["-4321.5", "W"] and lines["energy_import_wh"] == ["1.23457e+07", "Wh"]
+        assert lines["frequency_hz"] == ["49.98", "Hz"] and lines["current_a_l2"] == ["6.09", "A"]
+        code, _, err = await evedge("probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "9",
+                                    "--profile", "janitza-umg604", "--timeout", "0.3")  # fmt: skip
+        assert code == 1 and "unit 9" in err
+    code, _, err = await evedge("probe", "modbus", "--host", "127.0.0.1", "--profile", "no-such-meter")
+    assert code == 2 and "no profile named 'no-such-meter'" in err
