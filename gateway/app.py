@@ -12,14 +12,16 @@ import logging
 from typing import Any
 
 import drivers.modbus
+import drivers.opcua_client
 from drivers.modbus import ModbusDriver
+from drivers.opcua_client import OpcuaDriver
 from drivers.ocpp import OcppServer, Recorder
 from gateway.commands import Commands
 from gateway.meters import mirror
 from gateway.model import Site
 from gateway.points import ProcessImage
 from gateway.sdnotify import feed_watchdog, notify, watchdog_interval
-from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, Settings
+from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, OpcuaMeter, Settings
 from gateway.store import Store
 from gateway.web.api import WebContext, create_app
 from gateway.web.server import WebServer
@@ -31,7 +33,7 @@ HOUSEKEEPING_INTERVAL_S = 6 * 3600
 
 def config_problems(settings: Settings) -> list[str]:
     """What only the parts can tell about a config: unknown profiles, broken register maps, bad node ids."""
-    return drivers.modbus.check(settings)
+    return drivers.modbus.check(settings) + drivers.opcua_client.check(settings)
 
 
 class _Stopping(Exception):
@@ -50,6 +52,8 @@ class App:
         self.ocpp.register(self.commands)
         modbus_meters = [m for m in settings.meters if isinstance(m, ModbusTcpMeter | ModbusRtuMeter)]
         self.modbus = ModbusDriver(modbus_meters, self.image) if modbus_meters else None
+        opcua_meters = [m for m in settings.meters if isinstance(m, OpcuaMeter)]
+        self.opcua = OpcuaDriver(opcua_meters, self.image, settings.gateway.state_dir) if opcua_meters else None
         self.web: WebServer | None = None
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
@@ -60,8 +64,9 @@ class App:
             "ocpp": self.ocpp.health(),
             "web": self.web.health() if self.web else {"status": "starting"},
         }
-        if self.modbus:
-            parts["modbus"] = self.modbus.health()
+        for name, part in (("modbus", self.modbus), ("opcua_client", self.opcua)):
+            if part is not None:
+                parts[name] = part.health()
         return parts
 
     def stop(self) -> None:
@@ -78,8 +83,9 @@ class App:
                 tasks.create_task(self.web.run(web_up), name="web")
                 tasks.create_task(self._housekeeping(), name="housekeeping")
                 tasks.create_task(mirror(self.site, self.image), name="attached-meters")
-                if self.modbus:
-                    tasks.create_task(self.modbus.run(), name="modbus")
+                for name, part in (("modbus", self.modbus), ("opcua-client", self.opcua)):
+                    if part is not None:
+                        tasks.create_task(part.run(), name=name)
                 interval = watchdog_interval()
                 if interval:
                     tasks.create_task(feed_watchdog(interval), name="watchdog")

@@ -1,0 +1,204 @@
+"""OPC UA client: building signals from a BMS or SCADA server, one connection per ``[[meters]]`` entry.
+
+The gateway subscribes to the configured node ids (or reads them every ``poll_s`` when ``subscribe = false``,
+or when the server offers no subscriptions), keeps the server's source timestamps and status codes, and
+watches the connection. When it is lost the values turn bad, and the client reconnects with a doubling wait
+and subscribes again. Security: Basic256Sha256 or Aes256Sha256RsaPss (Sign or SignAndEncrypt) with the
+gateway's own client certificate, made at first start under ``{state_dir}/opcua/client/``, and a user and
+password when configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, Node, ua
+from asyncua.crypto import security_policies
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from gateway.clock import utcnow
+from gateway.points import ProcessImage, Quality
+from gateway.settings import OpcuaMeter, Settings
+
+log = logging.getLogger(__name__)
+
+APP_URI = "urn:evedge:client"
+MAX_BACKOFF_S = 30.0
+_POLICIES = {
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes256Sha256RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+}
+# Servers that cannot subscribe say so with one of these; then the client reads instead.
+_NO_SUBSCRIPTIONS = (ua.StatusCodes.BadServiceUnsupported, ua.StatusCodes.BadTooManySubscriptions,
+                     ua.StatusCodes.BadNotSupported)  # fmt: skip
+
+
+def check(settings: Settings) -> list[str]:
+    """Node ids that do not parse, for check-config."""
+    problems = []
+    for meter in settings.meters:
+        if isinstance(meter, OpcuaMeter):
+            for name, node_id in meter.points.items():
+                try:
+                    ua.NodeId.from_string(node_id)
+                except (ValueError, ua.UaStringParsingError) as e:
+                    problems.append(f"meters.{meter.id}.points.{name}: {node_id!r} is not a node id ({e})")
+            if meter.security_policy == "None" and meter.password is not None:
+                problems.append(f"meters.{meter.id}.password: would travel in clear without a security_policy")
+    return problems
+
+
+class OpcuaMeterClient:
+    def __init__(self, meter: OpcuaMeter, image: ProcessImage, state_dir: Path) -> None:
+        self.meter = meter
+        self.image = image
+        self.certificates = state_dir / "opcua" / "client"
+        self.connected = False
+        self.subscribed = False
+        self.updates = 0
+
+    async def run(self) -> None:
+        delay = min(self.meter.poll_s, 1.0)
+        while True:
+            try:
+                async with self._session() as client:
+                    delay = min(self.meter.poll_s, 1.0)
+                    await self._follow(client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # asyncua raises many kinds; every one means: connect again later
+                self._lost(e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[Client]:
+        client = Client(self.meter.endpoint, timeout=min(self.meter.stale_after_s, 10))
+        client.application_uri = APP_URI
+        if self.meter.security_policy != "None":
+            key, cert = await self._certificate()
+            mode = getattr(ua.MessageSecurityMode, self.meter.security_mode)
+            await client.set_security(_POLICIES[self.meter.security_policy], str(cert), str(key), mode=mode)
+        if self.meter.username:
+            client.set_user(self.meter.username)
+        if self.meter.password is not None:
+            client.set_password(self.meter.password.get_secret_value())
+        await client.connect()
+        self.connected = True
+        log.info("OPC UA connected meter=%s endpoint=%s", self.meter.id, self.meter.endpoint)
+        self.image.update({self._point("online"): True})
+        try:
+            yield client
+        finally:
+            self.connected = self.subscribed = False
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    async def _follow(self, client: Client) -> None:
+        nodes = {name: client.get_node(node_id) for name, node_id in self.meter.points.items()}
+        await self._read_all(nodes)  # values now, even those that never change
+        if self.meter.subscribe and await self._subscribe(client, nodes):
+            # Changes arrive through the subscription; check the link often enough to notice in time.
+            while True:
+                await asyncio.sleep(min(self.meter.stale_after_s / 2, 5.0))
+                await client.check_connection()
+        while True:
+            await asyncio.sleep(self.meter.poll_s)
+            await self._read_all(nodes)
+
+    async def _subscribe(self, client: Client, nodes: dict[str, Node]) -> bool:
+        names = {node.nodeid: name for name, node in nodes.items()}
+        try:
+            subscription = await client.create_subscription(self.meter.poll_s * 1000, _Changes(self, names))
+            await subscription.subscribe_data_change(list(nodes.values()), sampling_interval=self.meter.poll_s * 1000)
+        except ua.UaStatusCodeError as e:
+            if e.code not in _NO_SUBSCRIPTIONS:
+                raise
+            log.info("OPC UA server offers no subscription, reading every %g s meter=%s", self.meter.poll_s,
+                     self.meter.id)  # fmt: skip
+            return False
+        self.subscribed = True
+        return True
+
+    async def _read_all(self, nodes: dict[str, Node]) -> None:
+        values = await asyncio.gather(*(node.read_data_value() for node in nodes.values()))
+        for name, data in zip(nodes, values, strict=True):
+            self.show(name, data)
+
+    def show(self, name: str, data: ua.DataValue) -> None:
+        status = data.StatusCode or ua.StatusCode(ua.StatusCodes.Good)
+        quality = Quality.good if status.is_good() else Quality.uncertain if status.is_uncertain() else Quality.bad
+        ts = data.SourceTimestamp or data.ServerTimestamp
+        self.image.set(self._point(name), _plain(data.Value.Value if data.Value else None), _aware(ts), quality)
+        self.updates += 1
+
+    def _lost(self, error: BaseException) -> None:
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        if self.image.value(self._point("online")) is not False:
+            log.warning("OPC UA link lost meter=%s endpoint=%s: %s", self.meter.id, self.meter.endpoint, reason)
+        self.image.update({self._point("online"): False, self._point("last_error"): reason})
+        self.image.mark_points([self._point(name) for name in self.meter.points], Quality.bad)
+
+    def _point(self, leaf: str) -> str:
+        return f"meters/{self.meter.id}/{leaf}"
+
+    async def _certificate(self) -> tuple[Path, Path]:
+        key, cert = self.certificates / "key.pem", self.certificates / "cert.der"
+        if not (key.exists() and cert.exists()):
+            self.certificates.mkdir(parents=True, exist_ok=True)
+            await setup_self_signed_certificate(
+                key, cert, APP_URI, socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH],
+                {"commonName": "evedge OPC UA client", "organizationName": "evedge"},
+            )  # fmt: skip
+            log.info("OPC UA client certificate made: %s", cert)
+        return key, cert
+
+    def health(self) -> dict[str, Any]:
+        return {"connected": self.connected, "subscribed": self.subscribed}
+
+
+class _Changes:
+    """asyncua's subscription handler: every change becomes a point."""
+
+    def __init__(self, client: OpcuaMeterClient, names: dict[ua.NodeId, str]) -> None:
+        self.client = client
+        self.names = names
+
+    def datachange_notification(self, node: Node, value: Any, data: Any) -> None:
+        name = self.names.get(node.nodeid)
+        if name is not None:
+            self.client.show(name, data.monitored_item.Value)
+
+
+class OpcuaDriver:
+    def __init__(self, meters: list[OpcuaMeter], image: ProcessImage, state_dir: Path) -> None:
+        self.clients = [OpcuaMeterClient(m, image, state_dir) for m in meters]
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for client in self.clients:
+                tasks.create_task(client.run(), name=f"opcua-{client.meter.id}")
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "meters": {c.meter.id: c.health() for c in self.clients}}
+
+
+def _plain(value: Any) -> Any:
+    """A value the process image (and JSON) can carry."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+def _aware(ts: datetime | None) -> datetime:
+    if ts is None:
+        return utcnow()
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)

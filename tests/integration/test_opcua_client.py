@@ -1,0 +1,135 @@
+"""Building signals from a real asyncua server on loopback: subscription, a server restart, reading instead
+of subscribing, a secured endpoint with a user."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from asyncua import Server, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.server.user_managers import UserManager
+from asyncua.crypto.permission_rules import User, UserRole
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from drivers.opcua_client import OpcuaDriver, check
+from gateway.points import ProcessImage, Quality
+from gateway.settings import OpcuaMeter, Settings
+from tests.conftest import eventually, free_port
+
+LOAD = "ns=2;s=Building.LoadW"
+MODE = "ns=2;s=Building.Mode"
+
+
+class OneUser(UserManager):
+    def get_user(self, iserver, username=None, password=None, certificate=None):
+        if username == "evedge" and password == "correct-horse":
+            return User(role=UserRole.User)
+        return None
+
+
+@contextlib.asynccontextmanager
+async def bms(port: int, load_w: float = 12000.0, secure_dir=None) -> AsyncIterator[dict]:
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/bms")
+    if secure_dir is not None:
+        key, cert = secure_dir / "server-key.pem", secure_dir / "server-cert.der"
+        if not cert.exists():
+            await setup_self_signed_certificate(key, cert, "urn:test:bms", socket.gethostname(),
+                                                [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "bms"})  # fmt: skip
+        await server.load_certificate(str(cert))
+        await server.load_private_key(str(key))
+        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        server.iserver.set_user_manager(OneUser())
+    idx = await server.register_namespace("urn:test:bms")
+    load = await server.nodes.objects.add_variable(ua.NodeId("Building.LoadW", idx), "LoadW", load_w)
+    mode = await server.nodes.objects.add_variable(ua.NodeId("Building.Mode", idx), "Mode", "occupied")
+    async with server:
+        yield {"load": load, "mode": mode}
+
+
+def meter(port: int, **settings) -> OpcuaMeter:
+    return OpcuaMeter(**({"id": "building", "driver": "opcua", "endpoint": f"opc.tcp://127.0.0.1:{port}/bms",
+                          "points": {"power_w": LOAD, "mode": MODE}, "poll_s": 0.1, "stale_after_s": 1.0}
+                         | settings))  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def following(settings: OpcuaMeter, tmp_path) -> AsyncIterator[tuple[ProcessImage, OpcuaDriver]]:
+    image = ProcessImage()
+    driver = OpcuaDriver([settings], image, tmp_path)
+    task = asyncio.create_task(driver.run())
+    try:
+        yield image, driver
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_changes_follow_through_a_subscription_and_survive_a_restart(tmp_path):
+    port = free_port()
+    async with following(meter(port), tmp_path) as (image, driver):
+        async with bms(port) as nodes:
+            await eventually(lambda: driver.clients[0].subscribed)
+            assert image.value("meters/building/power_w") == 12000.0
+            assert image.value("meters/building/mode") == "occupied"
+            source_ts = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+            await nodes["load"].write_value(ua.DataValue(ua.Variant(15500.0, ua.VariantType.Double),
+                                                         SourceTimestamp=source_ts))  # fmt: skip
+            await eventually(lambda: image.value("meters/building/power_w") == 15500.0)
+            point = image.get("meters/building/power_w")
+            assert point.quality == Quality.good and point.ts == source_ts  # the device's own time
+            await nodes["load"].write_value(ua.DataValue(ua.Variant(16000.0, ua.VariantType.Double),
+                                                         StatusCode=ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)))  # fmt: skip
+            await eventually(lambda: image.get("meters/building/power_w").quality == Quality.uncertain)
+
+        await eventually(lambda: image.get("meters/building/power_w").quality == Quality.bad)
+        assert image.value("meters/building/online") is False and image.value("meters/building/last_error")
+
+        async with bms(port, load_w=17000.0):
+            await eventually(lambda: image.value("meters/building/power_w") == 17000.0, timeout=20)
+            assert image.get("meters/building/power_w").quality == Quality.good
+            await eventually(lambda: driver.clients[0].subscribed)
+
+
+async def test_reading_instead_of_subscribing(tmp_path):
+    port = free_port()
+    async with bms(port) as nodes, following(meter(port, subscribe=False), tmp_path) as (image, driver):
+        await eventually(lambda: image.value("meters/building/power_w") == 12000.0)
+        await nodes["load"].write_value(21000.0)
+        await eventually(lambda: image.value("meters/building/power_w") == 21000.0)
+        assert not driver.clients[0].subscribed
+
+
+async def test_a_secured_endpoint_with_a_user(tmp_path):
+    port = free_port()
+    secure = {"security_policy": "Basic256Sha256", "security_mode": "SignAndEncrypt", "username": "evedge"}
+    async with bms(port, secure_dir=tmp_path) as nodes:
+        async with following(meter(port, **secure, password="wrong-password"), tmp_path) as (image, driver):
+            await eventually(lambda: image.value("meters/building/last_error"))
+            assert not driver.clients[0].connected and image.get("meters/building/power_w") is None
+        async with following(meter(port, **secure, password="correct-horse"), tmp_path) as (image, driver):
+            await eventually(lambda: image.value("meters/building/power_w") == 12000.0)
+            await nodes["load"].write_value(13000.0)
+            await eventually(lambda: image.value("meters/building/power_w") == 13000.0)
+    assert (tmp_path / "opcua" / "client" / "cert.der").exists()  # the gateway's own certificate, made once
+
+
+def test_bad_node_ids_and_clear_text_passwords_are_config_errors():
+    settings = Settings(meters=[meter(4840, points={"power_w": "ns=2;x=Nope", "ok": LOAD}, password="pw")])
+    problems = check(settings)
+    assert problems[0].startswith("meters.building.points.power_w: 'ns=2;x=Nope' is not a node id")
+    assert problems[1] == "meters.building.password: would travel in clear without a security_policy"
+    assert len(problems) == 2
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+    monkeypatch.setattr("drivers.opcua_client.MAX_BACKOFF_S", 0.5)
+
+
