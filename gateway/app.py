@@ -11,8 +11,10 @@ import asyncio
 import logging
 from typing import Any
 
+import drivers.bacnet
 import drivers.modbus
 import drivers.opcua_client
+from drivers.bacnet import BacnetDriver
 from drivers.modbus import ModbusDriver
 from drivers.opcua_client import OpcuaDriver
 from drivers.ocpp import OcppServer, Recorder
@@ -21,7 +23,7 @@ from gateway.meters import mirror
 from gateway.model import Site
 from gateway.points import ProcessImage
 from gateway.sdnotify import feed_watchdog, notify, watchdog_interval
-from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, OpcuaMeter, Settings
+from gateway.settings import BacnetMeter, ModbusRtuMeter, ModbusTcpMeter, OpcuaMeter, Settings
 from gateway.store import Store
 from gateway.web.api import WebContext, create_app
 from gateway.web.server import WebServer
@@ -33,7 +35,7 @@ HOUSEKEEPING_INTERVAL_S = 6 * 3600
 
 def config_problems(settings: Settings) -> list[str]:
     """What only the parts can tell about a config: unknown profiles, broken register maps, bad node ids."""
-    return drivers.modbus.check(settings) + drivers.opcua_client.check(settings)
+    return drivers.modbus.check(settings) + drivers.opcua_client.check(settings) + drivers.bacnet.check(settings)
 
 
 class _Stopping(Exception):
@@ -54,6 +56,8 @@ class App:
         self.modbus = ModbusDriver(modbus_meters, self.image) if modbus_meters else None
         opcua_meters = [m for m in settings.meters if isinstance(m, OpcuaMeter)]
         self.opcua = OpcuaDriver(opcua_meters, self.image, settings.gateway.state_dir) if opcua_meters else None
+        bacnet_meters = [m for m in settings.meters if isinstance(m, BacnetMeter)]
+        self.bacnet = BacnetDriver(settings.bacnet, bacnet_meters, self.image) if bacnet_meters else None
         self.web: WebServer | None = None
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
@@ -64,10 +68,13 @@ class App:
             "ocpp": self.ocpp.health(),
             "web": self.web.health() if self.web else {"status": "starting"},
         }
-        for name, part in (("modbus", self.modbus), ("opcua_client", self.opcua)):
+        for name, part in self._field_drivers():
             if part is not None:
                 parts[name] = part.health()
         return parts
+
+    def _field_drivers(self) -> list[tuple[str, Any]]:
+        return [("modbus", self.modbus), ("opcua_client", self.opcua), ("bacnet", self.bacnet)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -83,7 +90,7 @@ class App:
                 tasks.create_task(self.web.run(web_up), name="web")
                 tasks.create_task(self._housekeeping(), name="housekeeping")
                 tasks.create_task(mirror(self.site, self.image), name="attached-meters")
-                for name, part in (("modbus", self.modbus), ("opcua-client", self.opcua)):
+                for name, part in self._field_drivers():
                     if part is not None:
                         tasks.create_task(part.run(), name=name)
                 interval = watchdog_interval()

@@ -252,7 +252,29 @@ class OpcuaMeter(_Meter):
     subscribe: bool = Field(True, description="Subscribe to changes (false: read every poll_s)")
 
 
-MeterSettings = Annotated[ModbusTcpMeter | ModbusRtuMeter | OpcuaMeter, Field(discriminator="driver")]
+class BacnetMeter(_Meter):
+    driver: Literal["bacnet"] = Field(description="BACnet/IP device (read through the gateway's [bacnet] stack)")
+    address: str = Field(min_length=1, description="Device address, IP or IP:port (47808 when not given)")
+    points: dict[str, str] = Field(
+        min_length=1, description='Point name = "object-type,instance", e.g. power_w = "analog-input,3"'
+    )
+    cov: bool = Field(True, description="Subscribe to changes (COV) where the device offers it; read otherwise")
+    cov_lifetime_s: int = Field(300, ge=10, le=86400, description="Lifetime asked for each COV subscription")
+
+
+MeterSettings = Annotated[
+    ModbusTcpMeter | ModbusRtuMeter | OpcuaMeter | BacnetMeter, Field(discriminator="driver")
+]
+
+
+class BacnetSettings(Section):
+    address: str | None = Field(
+        None, description='The gateway\'s own BACnet/IP address as "IP/mask:port", e.g. "192.0.2.5/24:47808" '
+        "(needed with bacnet meters)"
+    )
+    device_id: int = Field(599999, ge=0, le=4194302, description="The gateway's device instance on the network")
+    apdu_timeout_s: float = Field(1.0, gt=0, le=60, description="How long to wait for an answer, each try")
+    retries: int = Field(1, ge=0, le=10, description="Tries after the first before a device counts as silent")
 
 
 class StoreSettings(Section):
@@ -274,6 +296,7 @@ class Settings(BaseSettings):
     groups: list[GroupSettings] = Field(default_factory=list)
     chargers: list[ChargerSettings] = Field(default_factory=list)
     meters: list[MeterSettings] = Field(default_factory=list)
+    bacnet: BacnetSettings = Field(default_factory=BacnetSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
 
     def charger(self, charger_id: str) -> ChargerSettings | None:
