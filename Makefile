@@ -17,6 +17,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/ocpp_throughput.py
+	$(BIN)/python bench/modbus_poll.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -394,7 +394,6 @@ def _probe_modbus(args: argparse.Namespace) -> int:
 
     from drivers.modbus import BusError, probe
     from drivers.modbus.registers import MapError
-    from gateway.points import kind_of
     from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, format_errors
 
     common = {"id": "probe", "unit": args.unit, "profile": args.profile, "timeout_s": args.timeout}
@@ -420,10 +419,9 @@ def _probe_modbus(args: argparse.Namespace) -> int:
         print(f"evedge probe modbus: {where}: {e}", file=sys.stderr)
         return 1
     print(f"{args.profile} at {where}")
-    for name, value in sorted(values.items()):
-        kind = kind_of(name)
+    for name, (value, unit) in sorted(values.items()):
         shown = "not available" if value is None else f"{value:.6g}"
-        print(f"  {name:18} {shown:>14} {kind.unit if kind and kind.unit and value is not None else ''}")
+        print(f"  {name:18} {shown:>14} {unit or '' if value is not None else ''}")
     return 0
 
 

@@ -115,6 +115,15 @@ class ProcessImage:
         self._points: dict[str, Point] = {}
         self._feeds: set[Feed] = set()
         self._clock = clock
+        self._units: dict[str, str] = {}  # units drivers declared for points the schema does not name
+
+    def declare_unit(self, name: str, unit: str) -> None:
+        """The unit of a point outside the schema (an inline register, say): for the API and the bridges."""
+        self._units[name] = unit
+
+    def unit(self, name: str) -> str | None:
+        kind = kind_of(name)
+        return self._units.get(name) or (kind.unit if kind else None)
 
     def set(self, name: str, value: Any, ts: datetime | None = None, quality: Quality = Quality.good) -> bool:
         """Record a value; returns True (and tells the feeds) when value or quality changed."""

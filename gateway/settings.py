@@ -194,6 +194,8 @@ class RegisterSettings(Section):
     offset: float = Field(0.0, description="value = raw * scale + offset")
     byte_order: ByteOrder | None = Field(None, description="Bytes in a register (default: the map's)")
     word_order: ByteOrder | None = Field(None, description="Registers in a 32/64-bit value (default: the map's)")
+    unit: str | None = Field(None, description="Unit of the value after scaling, for points outside the standard "
+                             "names (power_w and the like say theirs)")
 
 
 class _Meter(Section):

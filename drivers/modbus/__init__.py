@@ -32,18 +32,26 @@ def check(settings: Settings) -> list[str]:
     return problems
 
 
-async def probe(meter: ModbusMeter) -> dict[str, float | None]:
-    """Read a meter once, every register of its map: what a technician checks before writing the config."""
-    bus = _bus(meter)
+async def probe(meter: ModbusMeter) -> dict[str, tuple[float | None, str | None]]:
+    """Read a meter once, every register of its map: (value, unit) by point name, what a technician checks
+    before writing the config."""
+    bus, registers = _bus(meter), meter_map(meter)
     try:
-        return await read_blocks(bus, meter.unit, meter_map(meter).blocks, _delay([meter]))
+        values = await read_blocks(bus, meter.unit, registers.blocks, _delay([meter]))
     finally:
         bus.close()
+    image = ProcessImage()
+    units = {r.name: r.unit or image.unit(r.name) for r in registers.registers}
+    return {name: (value, units.get(name)) for name, value in values.items()}
 
 
 class ModbusDriver:
     def __init__(self, meters: list[ModbusMeter], image: ProcessImage) -> None:
         self.pollers = [self._poller(group, image) for group in _by_bus(meters).values()]
+        for meter in meters:
+            for register in meter_map(meter).registers:
+                if register.unit:
+                    image.declare_unit(f"meters/{meter.id}/{register.name}", register.unit)
 
     @staticmethod
     def _poller(meters: list[ModbusMeter], image: ProcessImage) -> BusPoller:

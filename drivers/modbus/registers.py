@@ -43,6 +43,7 @@ class Register:
     offset: float = 0.0
     byte_order: str = "big"
     word_order: str = "big"
+    unit: str | None = None
 
     @property
     def width(self) -> int:
@@ -233,4 +234,4 @@ def _registers(entries: dict[str, Any], byte_order: str, word_order: str, where:
 
 def _register(name: str, entry: RegisterSettings, byte_order: str, word_order: str) -> Register:
     return Register(name, entry.address, entry.kind, entry.type, entry.scale, entry.offset,
-                    entry.byte_order or byte_order, entry.word_order or word_order)  # fmt: skip
+                    entry.byte_order or byte_order, entry.word_order or word_order, entry.unit)  # fmt: skip

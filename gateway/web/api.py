@@ -233,7 +233,7 @@ def _charger_view(ctx: WebContext, charger_id: str, info: dict[str, Any]) -> dic
 
 def _meter_view(ctx: WebContext, meter_id: str) -> dict[str, Any]:
     prefix = f"meters/{meter_id}/"
-    values = {name[len(prefix):]: point.as_json() for name, point in ctx.image.items(prefix)}
+    values = {name[len(prefix):]: point.as_json() | {"unit": ctx.image.unit(name)} for name, point in ctx.image.items(prefix)}
     online = values.pop("online", None)
     error = values.pop("last_error", None)
     return {

@@ -53,6 +53,7 @@ async def test_meters_in_the_api_their_quality_and_the_gateways_health(tmp_path)
             assert view["driver"] == "modbus" and view["grid"] is True and view["online"] is True
             values = view["values"]
             assert values["power_w"]["value"] == 48000.0 and values["power_w"]["quality"] == "good"
+            assert values["power_w"]["unit"] == "W" and values["energy_import_wh"]["unit"] == "Wh"
             assert values["frequency_hz"]["value"] == pytest.approx(49.98, abs=1e-4)
             assert values["energy_import_wh"]["value"] == pytest.approx(12_345_678.0)
             for n in (1, 2, 3):

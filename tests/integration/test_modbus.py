@@ -86,7 +86,7 @@ async def test_every_data_type_and_order_including_64_bit_counters():
         "power_w": RegisterSettings(address=12, kind="holding", type="i32", scale=0.1),
         "power_w_l1": RegisterSettings(address=14, kind="holding", type="f64"),
         "current_a_l1": RegisterSettings(address=18, kind="holding", type="u16", scale=0.01),
-        "temperature_c": RegisterSettings(address=0, kind="input", type="i16", scale=0.1, offset=-40),
+        "temperature_c": RegisterSettings(address=0, kind="input", type="i16", scale=0.1, offset=-40, unit="°C"),
         "frequency_hz": RegisterSettings(address=1, kind="input", type="f32", byte_order="little"),
         "count": RegisterSettings(address=3, kind="input", type="u32", byte_order="little", word_order="little"),
     }
@@ -98,6 +98,7 @@ async def test_every_data_type_and_order_including_64_bit_counters():
     async with serving(sim_meter(1, register_map, values)) as port, polling(meter("m", port, registers=inline)) as image:
         await eventually(lambda: all(image.get(f"meters/m/{n}") for n in values))
         read = {n: image.value(f"meters/m/{n}") for n in values}
+        assert image.unit("meters/m/temperature_c") == "°C" and image.unit("meters/m/power_w") == "W"
     assert read["energy_import_wh"] == 2**40 + 3 and isinstance(read["energy_import_wh"], int)
     assert read["offset_wh"] == -(2**50) - 1 and read["energy_export_wh"] == 987_654_321_012
     assert read["power_w"] == pytest.approx(-123456.7) and read["power_w_l1"] == -1.0 / 3
@@ -201,6 +202,13 @@ async def test_rtu_meters_on_a_serial_line(tmp_path):
             finally:
                 polling_task.cancel()
                 await asyncio.gather(polling_task, return_exceptions=True)
+            # The technician's probe reads the same line once.
+            from tests.integration.test_cli import evedge
+
+            code, out, err = await evedge("probe", "modbus", "--rtu", gateway_side, "--baud", "19200", "--unit", "3",
+                                          "--profile", "carlo-gavazzi-em24", "--timeout", "0.5")  # fmt: skip
+            assert code == 0, err
+            assert f"carlo-gavazzi-em24 at {gateway_side} at 19200 baud, unit 3" in out and "230.1" in out
         finally:
             server.cancel()
             await asyncio.gather(server, return_exceptions=True)
