@@ -148,8 +148,9 @@ def _checked_settings(path: Path | None, environ: Mapping[str, str] | None = Non
     return settings
 
 
-def _serve(settings: Settings, alongside: Callable[[Any], Awaitable[Any]] | None = None) -> int:
-    """Run the gateway until SIGTERM/SIGINT, with another coroutine (the demo's site) beside it."""
+def _serve(settings: Settings, site: Any = None) -> int:
+    """Run the gateway until SIGTERM/SIGINT; with a simulated site (the demo): its equipment first, its
+    chargers once the gateway listens."""
     from gateway.app import App
 
     async def serve() -> None:
@@ -157,17 +158,21 @@ def _serve(settings: Settings, alongside: Callable[[Any], Awaitable[Any]] | None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, app.stop)
+        equipment = asyncio.create_task(site.equipment()) if site else None
+        if site:
+            await site.ready.wait()
         running = asyncio.create_task(app.run())
         started = asyncio.create_task(app.started.wait())
         await asyncio.wait({running, started}, return_when=asyncio.FIRST_COMPLETED)
-        extra = asyncio.create_task(alongside(app)) if alongside and app.started.is_set() else None
+        chargers = asyncio.create_task(site.chargers(app)) if site and app.started.is_set() else None
         try:
             await running
         finally:
             started.cancel()
-            if extra is not None:
-                extra.cancel()
-                await asyncio.gather(extra, return_exceptions=True)
+            for task in (chargers, equipment):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
 
     failures: list[BaseException] = []
     try:
@@ -196,32 +201,44 @@ def _demo(args: argparse.Namespace) -> int:
     if args.meter_port is not None:
         overrides["EVEDGE_METERS__GRID__PORT"] = str(args.meter_port)
     settings = _checked_settings(args.config, {**os.environ, **overrides})
-    return _serve(settings, _run_demo_site)
+    return _serve(settings, _DemoSite(settings))
 
 
-async def _run_demo_site(app: Any) -> None:
-    from gateway.sim.charger import SimSpec
-    from gateway.sim.site import make_charger, run_site
+class _DemoSite:
+    """The simulated site of the demo: a grid meter (up before the gateway polls it) and chargers of both
+    versions (connecting once the gateway listens)."""
 
-    await app.store.accounts.revoke_label("demo")  # the token of an earlier demo run
-    token = await app.store.accounts.create_token(Role.admin, "demo")
-    web = f"http://127.0.0.1:{app.web.port}"
-    ocpp = f"ws://127.0.0.1:{app.ocpp.port}/ocpp"
-    specs = [
-        SimSpec(c.id, "1.6" if n % 2 == 0 else "2.0.1", ocpp, c.password.get_secret_value() if c.password else None,
-                evses=c.evses, max_w=c.max_w, phases=c.phases, meter_interval_s=5.0)
-        for n, c in enumerate(app.settings.chargers)
-    ]  # fmt: skip
-    chargers = [make_charger(spec) for spec in specs]
-    grid = app.settings.meter(app.settings.site.grid_meter or "")
-    print(_demo_banner(web, ocpp, token, specs, grid.port if grid else None), flush=True)
-    async with asyncio.TaskGroup() as tasks:
-        if grid is not None:
-            tasks.create_task(_serve_grid_meter(chargers, grid.host, grid.port))
-        tasks.create_task(run_site(chargers))
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.grid = settings.meter(settings.site.grid_meter or "")
+        self.ready = asyncio.Event()
+        self.fleet: list[Any] = []  # the simulated chargers, once they exist
+
+    async def equipment(self) -> None:
+        if self.grid is None:
+            self.ready.set()
+            return
+        await _serve_grid_meter(self.fleet, self.grid.host, self.grid.port, self.ready)
+
+    async def chargers(self, app: Any) -> None:
+        from gateway.sim.charger import SimSpec
+        from gateway.sim.site import make_charger, run_site
+
+        await app.store.accounts.revoke_label("demo")  # the token of an earlier demo run
+        token = await app.store.accounts.create_token(Role.admin, "demo")
+        web = f"http://127.0.0.1:{app.web.port}"
+        ocpp = f"ws://127.0.0.1:{app.ocpp.port}/ocpp"
+        specs = [
+            SimSpec(c.id, "1.6" if n % 2 == 0 else "2.0.1", ocpp, c.password.get_secret_value() if c.password else None,
+                    evses=c.evses, max_w=c.max_w, phases=c.phases, meter_interval_s=5.0)
+            for n, c in enumerate(self.settings.chargers)
+        ]  # fmt: skip
+        self.fleet.extend(make_charger(spec) for spec in specs)
+        print(_demo_banner(web, ocpp, token, specs, self.grid.port if self.grid else None), flush=True)
+        await run_site(self.fleet)
 
 
-async def _serve_grid_meter(chargers: list[Any], host: str, port: int) -> None:
+async def _serve_grid_meter(chargers: list[Any], host: str, port: int, started: asyncio.Event | None = None) -> None:
     """A simulated Eastron SDM630 at the site's connection: the building's load plus the simulated EVs."""
     from drivers.modbus.registers import load_profile
     from gateway.sim.meter import GridMeterModel, SimMeter, SimModbusServer
@@ -230,7 +247,7 @@ async def _serve_grid_meter(chargers: list[Any], host: str, port: int) -> None:
     sdm630 = load_profile("eastron-sdm630")
     model = GridMeterModel(lambda: ev_power_by_phase(chargers))
     meter = SimMeter(1, lambda: sdm630.words(model.values()), sdm630.spans())
-    await SimModbusServer([meter]).serve_tcp(host, port)
+    await SimModbusServer([meter]).serve_tcp(host, port, started)
 
 
 def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any], meter_port: int | None) -> str:
