@@ -90,6 +90,18 @@ async def driver(port: int, seconds: float) -> dict:
     return {"reads": reads, "cpu_s": cpu_s() - start_cpu, "seconds": seconds}
 
 
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"the simulated meter did not listen on port {port}")
+
+
 def worker(kind: str, port: int, seconds: float) -> None:
     pin(0 if kind != "server" else 1)
     if kind == "server":
@@ -116,7 +128,7 @@ def main() -> None:
     me = [sys.executable, __file__, "--port", str(port), "--seconds", str(args.seconds)]
     server = subprocess.Popen([*me, "--worker", "server"], cwd=ROOT)
     try:
-        time.sleep(1.5)  # the server binds its port
+        wait_for_port(port)
         results = {kind: json.loads(subprocess.run([*me, "--worker", kind], cwd=ROOT, check=True,
                                                    capture_output=True, text=True).stdout)
                    for kind in ("bare", "driver")}  # fmt: skip

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import Any
 
 from bacpypes3.apdu import AbortPDU, AbortReason, ErrorRejectAbortNack
@@ -35,6 +36,7 @@ from bacpypes3.primitivedata import ObjectIdentifier
 from gateway.clock import utcnow
 from gateway.points import ProcessImage, Quality
 from gateway.settings import BacnetMeter, BacnetSettings, Settings
+from gateway.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class BacnetDevice:
         loop = asyncio.get_running_loop()
         last_good = next_read = loop.time()
         while True:
+            raise_if_cancelled()
             if loop.time() >= next_read:
                 if await self.read_all():
                     if self.failures:
@@ -129,18 +132,18 @@ class BacnetDevice:
             return_exceptions=True,
         )
         ts = utcnow()
-        answered = False
-        for name, result in zip(wanted, results, strict=True):
+        for result in results:
             if isinstance(result, BaseException) and not isinstance(result, FAILURES):
                 raise result  # cancellation, or a bug: not the device's doing
-            if _is_answer(result):
-                answered = True  # the device is there but refuses this point
-                self._point_error(name, result)
-            elif isinstance(result, FAILURES):
-                self._silent(result)
+        answered = any(not isinstance(r, FAILURES) or _is_answer(r) for r in results)
+        for name, result in zip(wanted, results, strict=True):
+            if isinstance(result, FAILURES):
+                if answered:  # the device is there: this point alone is refused or lost
+                    self._point_error(name, result)
             else:
-                answered = True
-                self.image.set(self._point(name), value_of(result), ts)
+                self.show(name, result, ts)
+        if not answered:
+            self._silent(next(r for r in results if isinstance(r, FAILURES)))
         if answered:
             self.image.update({self._point("online"): True}, ts)
             if not self.answering:
@@ -151,7 +154,9 @@ class BacnetDevice:
     async def _follow(self, name: str) -> None:
         """Keep a COV subscription on one point; when the device cannot, leave the point to reading."""
         delay = self.meter.poll_s
+        subscribed_before = False
         while True:
+            raise_if_cancelled()
             if not self.answering:
                 await self._wait_back()
             try:
@@ -159,15 +164,17 @@ class BacnetDevice:
                 async with self.app.change_of_value(self.address, self.objects[name], None, False,
                                                     self.meter.cov_lifetime_s) as subscription:  # fmt: skip
                     self.following.add(name)
+                    subscribed_before = True
                     self._back.clear()
                     delay = self.meter.poll_s
                     await self._changes(name, subscription)
             except FAILURES as e:
-                if self.answering and _is_answer(e):  # the device reads fine but refuses the subscription
+                if not subscribed_before and self.answering and _is_answer(e):
+                    # The device reads fine but refuses to subscribe: it offers no COV here, read the point.
                     log.info("BACnet device will not subscribe meter=%s point=%s (%s): reading it instead",
                              self.meter.id, name, _reason(e))  # fmt: skip
                     return
-                # no answer: the device is silent; subscribe again once it is back
+                # No answer, or a renewal refused: try again later (once the device is back, if it is silent).
             finally:
                 self.following.discard(name)
             await asyncio.sleep(delay)
@@ -189,7 +196,7 @@ class BacnetDevice:
             if getting.done() and not getting.cancelled():
                 prop, value = getting.result()
                 if str(prop) == "present-value":
-                    self.image.set(self._point(name), value_of(value), utcnow())
+                    self.show(name, value, utcnow())
             renewal = subscription.refresh_subscription_task
             if renewal is not None and renewal.done() and not renewal.cancelled() and renewal.exception():
                 raise renewal.exception()  # bacpypes3 renews once, in the background, and never retries
@@ -200,6 +207,14 @@ class BacnetDevice:
         while not self.answering:
             await self._back.wait()
             self._back.clear()
+
+    def show(self, name: str, value: Any, ts: Any) -> None:
+        found = value_of(value)
+        if isinstance(found, float) and not math.isfinite(found):  # NaN or infinity: flag the last number
+            previous = self.image.get(self._point(name))
+            self.image.set(self._point(name), previous.value if previous else None, ts, Quality.bad)
+        else:
+            self.image.set(self._point(name), found, ts)
 
     def _silent(self, error: BaseException) -> None:
         if self.answering:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -27,11 +28,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from gateway.clock import utcnow
 from gateway.points import ProcessImage, Quality
 from gateway.settings import OpcuaMeter, Settings
+from gateway.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
 APP_URI = "urn:evedge:client"
 MAX_BACKOFF_S = 30.0
+HEALTHY_SESSION_S = 10.0
 _POLICIES = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
     "Aes256Sha256RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
@@ -64,18 +67,25 @@ class OpcuaMeterClient:
         self.connected = False
         self.subscribed = False
         self.updates = 0
+        self.sessions = 0  # connections made, for tests and health
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = min(self.meter.poll_s, 1.0)
         while True:
+            began = loop.time()
             try:
                 async with self._session() as client:
-                    delay = min(self.meter.poll_s, 1.0)
                     await self._follow(client)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # asyncua raises many kinds; every one means: connect again later
+                raise_if_cancelled()
                 self._lost(e)
+            # The wait grows until a session has held for a while: a server that accepts and then fails at
+            # once must not be hammered with a new session every second.
+            if loop.time() - began > max(self.meter.stale_after_s, HEALTHY_SESSION_S):
+                delay = min(self.meter.poll_s, 1.0)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
 
@@ -93,6 +103,7 @@ class OpcuaMeterClient:
             client.set_password(self.meter.password.get_secret_value())
         await client.connect()
         self.connected = True
+        self.sessions += 1
         log.info("OPC UA connected meter=%s endpoint=%s", self.meter.id, self.meter.endpoint)
         self.image.update({self._point("online"): True})
         try:
@@ -110,34 +121,50 @@ class OpcuaMeterClient:
             while True:
                 await asyncio.sleep(min(self.meter.stale_after_s / 2, 5.0))
                 await client.check_connection()
+                raise_if_cancelled()
         while True:
             await asyncio.sleep(self.meter.poll_s)
             await self._read_all(nodes)
+            raise_if_cancelled()
 
     async def _subscribe(self, client: Client, nodes: dict[str, Node]) -> bool:
         names = {node.nodeid: name for name, node in nodes.items()}
         try:
             subscription = await client.create_subscription(self.meter.poll_s * 1000, _Changes(self, names))
-            await subscription.subscribe_data_change(list(nodes.values()), sampling_interval=self.meter.poll_s * 1000)
+            handles = await subscription.subscribe_data_change(list(nodes.values()),
+                                                               sampling_interval=self.meter.poll_s * 1000)  # fmt: skip
         except ua.UaStatusCodeError as e:
             if e.code not in _NO_SUBSCRIPTIONS:
                 raise
             log.info("OPC UA server offers no subscription, reading every %g s meter=%s", self.meter.poll_s,
                      self.meter.id)  # fmt: skip
             return False
+        for name, handle in zip(nodes, handles if isinstance(handles, list) else [handles], strict=True):
+            if isinstance(handle, ua.StatusCode):  # this node cannot be followed (unknown, not readable)
+                self.show(name, ua.DataValue(StatusCode=handle))
         self.subscribed = True
         return True
 
     async def _read_all(self, nodes: dict[str, Node]) -> None:
-        values = await asyncio.gather(*(node.read_data_value() for node in nodes.values()))
+        # A node with a bad status is a bad point, not a lost link (a BMS whose field device is offline).
+        values = await asyncio.gather(*(node.read_data_value(raise_on_bad_status=False) for node in nodes.values()))
         for name, data in zip(nodes, values, strict=True):
             self.show(name, data)
 
     def show(self, name: str, data: ua.DataValue) -> None:
         status = data.StatusCode or ua.StatusCode(ua.StatusCodes.Good)
         quality = Quality.good if status.is_good() else Quality.uncertain if status.is_uncertain() else Quality.bad
+        value = _plain(data.Value.Value if data.Value else None)
+        if isinstance(value, float) and not math.isfinite(value):
+            value, quality = None, Quality.bad  # NaN or infinity: no number anyone should compute with
+        point = self._point(name)
+        if quality == Quality.bad:
+            self.image.update({self._point("last_error"): f"{name}: {status.name}"})
+            if value is None:  # keep the last value, flagged
+                previous = self.image.get(point)
+                value = previous.value if previous else None
         ts = data.SourceTimestamp or data.ServerTimestamp
-        self.image.set(self._point(name), _plain(data.Value.Value if data.Value else None), _aware(ts), quality)
+        self.image.set(point, value, _aware(ts), quality)
         self.updates += 1
 
     def _lost(self, error: BaseException) -> None:
@@ -162,7 +189,7 @@ class OpcuaMeterClient:
         return key, cert
 
     def health(self) -> dict[str, Any]:
-        return {"connected": self.connected, "subscribed": self.subscribed}
+        return {"connected": self.connected, "subscribed": self.subscribed, "sessions": self.sessions}
 
 
 class _Changes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import drivers.bacnet
@@ -36,6 +37,29 @@ HOUSEKEEPING_INTERVAL_S = 6 * 3600
 def config_problems(settings: Settings) -> list[str]:
     """What only the parts can tell about a config: unknown profiles, broken register maps, bad node ids."""
     return drivers.modbus.check(settings) + drivers.opcua_client.check(settings) + drivers.bacnet.check(settings)
+
+
+SUPERVISOR_FIRST_DELAY_S, SUPERVISOR_MAX_BACKOFF_S = 1.0, 60.0
+
+
+async def supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a part until it ends by itself; when it fails, log it and run it again after a doubling wait (back to
+    short once it has run well for a minute)."""
+    loop = asyncio.get_running_loop()
+    delay = SUPERVISOR_FIRST_DELAY_S
+    while True:
+        began = loop.time()
+        try:
+            await run()
+            return
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # noqa: BLE001 -- bacpypes3's errors derive from BaseException
+            log.exception("part failed, starting it again in %g s part=%s", delay, name)
+        if loop.time() - began > 60:
+            delay = SUPERVISOR_FIRST_DELAY_S
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, SUPERVISOR_MAX_BACKOFF_S)
 
 
 class _Stopping(Exception):
@@ -88,11 +112,14 @@ class App:
                 ocpp_up, web_up = asyncio.Event(), asyncio.Event()
                 tasks.create_task(self.ocpp.run(ocpp_up), name="ocpp")
                 tasks.create_task(self.web.run(web_up), name="web")
-                tasks.create_task(self._housekeeping(), name="housekeeping")
-                tasks.create_task(mirror(self.site, self.image), name="attached-meters")
+                # What may break at run time is restarted, not allowed to stop the gateway: a meter's odd
+                # answer must never take the chargers' central system down with it.
+                tasks.create_task(supervised("housekeeping", self._housekeeping), name="housekeeping")
+                tasks.create_task(supervised("attached-meters", lambda: mirror(self.site, self.image)),
+                                  name="attached-meters")  # fmt: skip
                 for name, part in self._field_drivers():
                     if part is not None:
-                        tasks.create_task(part.run(), name=name)
+                        tasks.create_task(supervised(name, part.run), name=name)
                 interval = watchdog_interval()
                 if interval:
                     tasks.create_task(feed_watchdog(interval), name="watchdog")

@@ -437,8 +437,9 @@ def _probe_modbus(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.profile} at {where}")
     for name, (value, unit) in sorted(values.items()):
+        # value None: not available (a NaN), or refused -- then `unit` says why
         shown = "not available" if value is None else f"{value:.6g}"
-        print(f"  {name:18} {shown:>14} {unit or '' if value is not None else ''}")
+        print(f"  {name:18} {shown:>14} {unit or ''}")
     return 0
 
 

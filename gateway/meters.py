@@ -8,9 +8,8 @@ The mirrored points keep the meter's timestamp and quality.
 from __future__ import annotations
 
 from gateway.model import Site
-from gateway.points import ProcessImage, charger_point, evse_point
+from gateway.points import FLOW, ProcessImage, charger_point, evse_point
 
-MIRRORED = ("power_w", "power_w_l1", "power_w_l2", "power_w_l3", "current_a_l1", "current_a_l2", "current_a_l3")
 
 
 def attachments(site: Site) -> dict[str, list[str]]:
@@ -37,13 +36,14 @@ async def mirror(site: Site, image: ProcessImage) -> None:
         while True:
             for name, point in (await feed.get()).items():
                 _, meter_id, leaf = name.split("/", 2)
-                if leaf not in MIRRORED:
+                if leaf not in FLOW or leaf == "current_a":  # current_a: the highest phase, worked out below
                     continue
                 for prefix in targets.get(meter_id, ()):
                     image.set(prefix + leaf, point.value, point.ts, point.quality)
                     if leaf.startswith("current_a_"):
                         phases = [image.get(prefix + f"current_a_l{n}") for n in (1, 2, 3)]
-                        known = [p for p in phases if p is not None and p.value is not None]
-                        image.set(prefix + "current_a", max(p.value for p in known), point.ts, point.quality)
+                        known = [p.value for p in phases if p is not None and p.value is not None]
+                        if known:  # a meter may not know a phase yet (NaN, a refused register)
+                            image.set(prefix + "current_a", max(known), point.ts, point.quality)
     finally:
         feed.close()

@@ -68,6 +68,12 @@ for _phase in ("l1", "l2", "l3"):
     SCHEMA[f"voltage_v_{_phase}"] = Kind(float, "V", f"Voltage, phase {_phase.upper()}-N")
 
 
+# What flows through a charger or an EVSE, as opposed to its counters and states: zero when nothing flows,
+# and what a meter on the charger's supply says instead of the charger.
+FLOW = ("power_w", "power_w_l1", "power_w_l2", "power_w_l3", "current_a", "current_a_l1", "current_a_l2",
+        "current_a_l3")  # fmt: skip
+
+
 def kind_of(name: str) -> Kind | None:
     return SCHEMA.get(name.rsplit("/", 1)[-1])
 

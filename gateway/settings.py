@@ -82,7 +82,22 @@ def _check_opc_tcp(value: str) -> str:
     return value
 
 
+_STATUS_POINTS = ("online", "last_error")
+
+
+def _check_point_name(value: str) -> str:
+    # Point names become the last segment of meters/{id}/{name}, MQTT topics and OPC UA node ids.
+    if not value or not value[0].isascii() or not value[0].islower() or not all(
+        c.isascii() and (c.islower() or c.isdigit() or c == "_") for c in value
+    ):
+        raise ValueError(f"{value!r}: a point name is lower case letters, digits and '_', starting with a letter")
+    if value in _STATUS_POINTS:
+        raise ValueError(f"{value!r} is the meter's own status point; choose another name")
+    return value
+
+
 Listen = Annotated[str, AfterValidator(_check_listen)]
+PointName = Annotated[str, AfterValidator(_check_point_name)]
 OpcTcpUrl = Annotated[str, AfterValidator(_check_opc_tcp)]
 ChargerPassword = Annotated[SecretStr, AfterValidator(_check_charger_password)]
 Phases = Annotated[int, AfterValidator(_check_phases)]
@@ -180,6 +195,15 @@ class ChargerSettings(Section):
             check_password_hash_format(self.password_hash)
         return self
 
+    @model_validator(mode="after")
+    def _check_meters(self) -> ChargerSettings:
+        for evse in self.evse_meters:
+            if not evse.isdigit() or not 1 <= int(evse) <= self.evses:
+                raise ValueError(f"evse_meters: {evse!r} is not an EVSE of this charger (1 to {self.evses})")
+        if self.meter is not None and self.evses == 1 and self.evse_meters:
+            raise ValueError("meter already measures the only EVSE: give meter or evse_meters, not both")
+        return self
+
 
 ByteOrder = Literal["big", "little"]
 
@@ -203,11 +227,18 @@ class _Meter(Section):
     poll_s: float = Field(1.0, gt=0, le=3600, description="Seconds between reads (OPC UA: publishing interval)")
     stale_after_s: float = Field(5.0, gt=0, description="Values turn bad when the meter has not answered this long")
 
+    @model_validator(mode="after")
+    def _stale_after_a_poll(self) -> _Meter:
+        if self.stale_after_s <= self.poll_s:
+            raise ValueError(f"stale_after_s ({self.stale_after_s:g} s) must be longer than poll_s "
+                             f"({self.poll_s:g} s), or values turn bad between two reads")  # fmt: skip
+        return self
+
 
 class _ModbusMeter(_Meter):
     unit: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id")
     profile: str | None = Field(None, description="A register map from drivers/profiles (file name without .toml)")
-    registers: dict[str, RegisterSettings] = Field(
+    registers: dict[PointName, RegisterSettings] = Field(
         default_factory=dict, description="Inline register map, by point name (added to the profile's, or instead)"
     )
     byte_order: ByteOrder = Field("big", description="Default byte order of the inline registers")
@@ -232,6 +263,7 @@ class ModbusTcpMeter(_ModbusMeter):
 class ModbusRtuMeter(_ModbusMeter):
     driver: Literal["modbus-rtu"] = Field(description="Modbus RTU on a serial line (RS-485)")
     device: str = Field(min_length=1, description="Serial port, e.g. /dev/ttyUSB0")
+    unit: int = Field(1, ge=1, le=247, description="Modbus unit (slave) id: 1 to 247 on a serial line")
     baudrate: int = Field(9600, ge=300, le=921600, description="Bits per second")
     parity: Literal["N", "E", "O"] = Field("N", description="N, E or O")
     stopbits: int = Field(1, ge=1, le=2, description="1 or 2")
@@ -244,7 +276,7 @@ class ModbusRtuMeter(_ModbusMeter):
 class OpcuaMeter(_Meter):
     driver: Literal["opcua"] = Field(description="OPC UA server (the gateway is the client)")
     endpoint: OpcTcpUrl = Field(description="opc.tcp://HOST:PORT/path")
-    points: dict[str, str] = Field(min_length=1, description="Point name = node id, e.g. power_w = \"ns=2;s=Load\"")
+    points: dict[PointName, str] = Field(min_length=1, description="Point name = node id, e.g. power_w = \"ns=2;s=Load\"")
     security_policy: Literal["None", "Basic256Sha256", "Aes256Sha256RsaPss"] = Field(
         "None", description="Security policy (a client certificate is made at first start)"
     )
@@ -257,7 +289,7 @@ class OpcuaMeter(_Meter):
 class BacnetMeter(_Meter):
     driver: Literal["bacnet"] = Field(description="BACnet/IP device (read through the gateway's [bacnet] stack)")
     address: str = Field(min_length=1, description="Device address, IP or IP:port (47808 when not given)")
-    points: dict[str, str] = Field(
+    points: dict[PointName, str] = Field(
         min_length=1, description='Point name = "object-type,instance", e.g. power_w = "analog-input,3"'
     )
     cov: bool = Field(True, description="Subscribe to changes (COV) where the device offers it; read otherwise")

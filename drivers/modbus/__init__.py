@@ -22,8 +22,20 @@ def check(settings: Settings) -> list[str]:
     one serial line that disagree on how to talk on it."""
     meters = [m for m in settings.meters if isinstance(m, ModbusTcpMeter | ModbusRtuMeter)]
     problems = [p for m in meters for p in check_meter(m)]
-    for group in _by_bus(meters).values():
+    for bus, group in _by_bus(meters).items():
         first = group[0]
+        units = [m.unit for m in group]
+        for meter in group:
+            if units.count(meter.unit) > 1:
+                problems.append(f"meters.{meter.id}.unit: {meter.unit} is used twice on {':'.join(map(str, bus))}")
+            # Worst case on a shared bus: every other meter waits out its timeout before this one is read.
+            worst = meter.poll_s + sum(m.timeout_s for m in group)
+            if meter.stale_after_s <= worst:
+                problems.append(
+                    f"meters.{meter.id}.stale_after_s: {meter.stale_after_s:g} s is not longer than a pass over its "
+                    f"bus can take when its meters do not answer ({worst:g} s: poll_s and every timeout_s on "
+                    f"{':'.join(map(str, bus))}); its values would turn bad while it waits its turn"
+                )
         for other in group[1:]:
             for key in ("baudrate", "parity", "stopbits", "bytesize"):
                 if isinstance(other, ModbusRtuMeter) and getattr(other, key) != getattr(first, key):
@@ -33,16 +45,18 @@ def check(settings: Settings) -> list[str]:
 
 
 async def probe(meter: ModbusMeter) -> dict[str, tuple[float | None, str | None]]:
-    """Read a meter once, every register of its map: (value, unit) by point name, what a technician checks
-    before writing the config."""
+    """Read a meter once, every register of its map: what a technician checks before writing the config.
+    By point name: (value, unit), or (None, why) for a point the meter refused."""
     bus, registers = _bus(meter), meter_map(meter)
     try:
-        values = await read_blocks(bus, meter.unit, registers.blocks, _delay([meter]))
+        values, refused = await read_blocks(bus, meter.unit, registers.blocks, meter.timeout_s, _delay([meter]))
     finally:
         bus.close()
+    if not values:
+        raise BusError(next(iter(refused.values())))
     image = ProcessImage()
     units = {r.name: r.unit or image.unit(r.name) for r in registers.registers}
-    return {name: (value, units.get(name)) for name, value in values.items()}
+    return {name: (values.get(name), units.get(name) if name in values else refused[name]) for name in units}
 
 
 class ModbusDriver:
@@ -55,8 +69,8 @@ class ModbusDriver:
 
     @staticmethod
     def _poller(meters: list[ModbusMeter], image: ProcessImage) -> BusPoller:
-        polled = [PolledMeter(m.id, m.unit, meter_map(m).blocks, m.poll_s, m.stale_after_s, m.max_backoff_s)
-                  for m in meters]  # fmt: skip
+        polled = [PolledMeter(m.id, m.unit, meter_map(m).blocks, m.poll_s, m.stale_after_s, m.max_backoff_s,
+                              m.timeout_s) for m in meters]  # fmt: skip
         return BusPoller(_bus(*meters), polled, image, _delay(meters))
 
     async def run(self) -> None:

@@ -12,26 +12,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from drivers.modbus.bus import BusError, ModbusBus
+from drivers.modbus.bus import BusError, ModbusBus, Refused
 from drivers.modbus.registers import Block
 from gateway.clock import utcnow
 from gateway.points import ProcessImage, Quality
+from gateway.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
 
-async def read_blocks(bus: ModbusBus, unit: int, blocks: tuple[Block, ...], delay_s: float = 0.0) -> dict[str, float | None]:
-    """Every block of a meter, one request after the other; BusError at the first that fails."""
+async def read_blocks(bus: ModbusBus, unit: int, blocks: tuple[Block, ...], timeout_s: float,
+                      delay_s: float = 0.0) -> tuple[dict[str, float | None], dict[str, str]]:  # fmt: skip
+    """Every block of a meter, one request after the other: (values, why each refused point is missing).
+    BusError at the first request nobody answers: the meter is silent, the rest would only wait too."""
     values: dict[str, float | None] = {}
+    refused: dict[str, str] = {}
     for block in blocks:
-        values.update(block.decode(await bus.read(unit, block.kind, block.start, block.count)))
-        if delay_s:
-            await asyncio.sleep(delay_s)
-    return values
+        try:
+            values.update(block.decode(await bus.read(unit, block.kind, block.start, block.count, timeout_s)))
+        except Refused as e:
+            refused.update({r.name: str(e) for r in block.registers})
+        finally:
+            if delay_s:  # the line needs its silence after a failed request as much as after an answer
+                await asyncio.sleep(delay_s)
+    return values, refused
 
 
 @dataclass
@@ -42,6 +50,7 @@ class PolledMeter:
     poll_s: float
     stale_after_s: float
     max_backoff_s: float
+    timeout_s: float = 1.0
     next_poll: float = 0.0
     failures: int = 0
     last_good: float | None = None
@@ -59,36 +68,62 @@ class PolledMeter:
 
 class BusPoller:
     def __init__(self, bus: ModbusBus, meters: list[PolledMeter], image: ProcessImage, delay_s: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic, wallclock: Callable[[], datetime] = utcnow) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.monotonic, wallclock: Callable[[], datetime] = utcnow,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:  # fmt: skip
         self.bus = bus
         self.meters = meters
         self.image = image
         self.delay_s = delay_s  # silence between requests (RS-485 turnaround)
         self._clock = clock
         self._wallclock = wallclock
+        self._sleep = sleep
 
     async def run(self) -> None:
         now = self._clock()
         for meter in self.meters:
             meter.since = meter.next_poll = now
+        self._recovered = asyncio.Event()
         try:
-            while True:
-                now = self._clock()
-                self._mark_stale(now)
-                meter = min(self.meters, key=lambda m: m.next_poll)
-                wake = min([meter.next_poll] + [m.stale_at() for m in self.meters if not m.stale])
-                if wake > now:
-                    await asyncio.sleep(wake - now)
-                    continue
-                await self.poll(meter)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._poll_loop())
+                tasks.create_task(self._watch_stale())
         finally:
             self.bus.close()
 
+    async def _poll_loop(self) -> None:
+        while True:
+            raise_if_cancelled()
+            meter = min(self.meters, key=lambda m: m.next_poll)
+            wait = meter.next_poll - self._clock()
+            if wait > 0:
+                await self._sleep(wait)
+                continue
+            await self.poll(meter)
+
+    async def _watch_stale(self) -> None:
+        """Values turn bad at their deadline, even while the bus waits out another meter's timeout."""
+        while True:
+            now = self._clock()
+            self._mark_stale(now)
+            deadlines = [m.stale_at() for m in self.meters if not m.stale]
+            self._recovered.clear()
+            waits = {asyncio.ensure_future(self._recovered.wait())}  # a recovered meter has a new deadline
+            if deadlines:
+                waits.add(asyncio.ensure_future(self._sleep(max(0.0, min(deadlines) - now))))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+
     async def poll(self, meter: PolledMeter) -> None:
         try:
-            values = await read_blocks(self.bus, meter.unit, meter.blocks, self.delay_s)
+            values, refused = await read_blocks(self.bus, meter.unit, meter.blocks, meter.timeout_s, self.delay_s)
         except BusError as error:
             self._failed(meter, str(error))
+            return
+        if not values:  # it answers, but gives nothing: as good as silent
+            self._failed(meter, next(iter(refused.values())))
             return
         meter.reads += len(meter.blocks)
         now, ts = self._clock(), self._wallclock()
@@ -99,12 +134,17 @@ class BusPoller:
                 self.image.set(point, previous.value if previous else None, ts, Quality.bad)
             else:
                 self.image.set(point, value, ts)
+        self.image.mark_points([f"meters/{meter.id}/{name}" for name in refused], Quality.bad)
+        if refused:
+            self.image.update({f"meters/{meter.id}/last_error": next(iter(refused.values()))}, ts)
         # Keep the cadence (a late poll does not shift the ones after it), except after failures: the backed-off
         # schedule is over, polling starts again from now.
         scheduled = meter.next_poll if not meter.failures else now
         if meter.failures:
             log.info("meter answers again meter=%s bus=%s after %d failures", meter.id, self.bus.name, meter.failures)
         self.image.update({f"meters/{meter.id}/online": True}, ts)
+        if meter.stale:
+            self._recovered.set()
         meter.failures, meter.last_good, meter.stale = 0, now, False
         meter.next_poll = max(scheduled + meter.poll_s, now)
 

@@ -17,14 +17,10 @@ from ocpp.exceptions import PropertyConstraintViolationError
 from drivers.ocpp import measurands
 from gateway.clock import utcnow
 from gateway.model import Site
-from gateway.points import ProcessImage, Quality, charger_point, evse_point
+from gateway.points import FLOW, ProcessImage, Quality, charger_point, evse_point
 from gateway.store import Sample, Store, Transaction
 
 log = logging.getLogger(__name__)
-
-# Leaves of an EVSE that describe live flow; they drop to zero when a session ends.
-_FLOW = ("power_w", "current_a", "current_a_l1", "current_a_l2", "current_a_l3",
-         "power_w_l1", "power_w_l2", "power_w_l3")  # fmt: skip
 
 
 def _check(evse: int, connector: int | None, charger_level: bool = True) -> None:
@@ -65,8 +61,10 @@ class Recorder:
     async def disconnected(self, charger_id: str) -> None:
         now = utcnow()
         self.image.set(charger_point(charger_id, "online"), False, now)
-        # The last values stay visible, but nobody vouches for them any more.
-        self.image.mark(f"chargers/{charger_id}/evse/", Quality.uncertain)
+        # The last values stay visible, but nobody vouches for them any more -- except what a meter measures.
+        prefix = f"chargers/{charger_id}/evse/"
+        self.image.mark_points([n for n, _ in self.image.items(prefix) if not self._metered(charger_id, n)],
+                               Quality.uncertain)  # fmt: skip
         await self.store.chargers.disconnected(charger_id, now)
         log.info("charger disconnected charger=%s", charger_id)
 
@@ -127,14 +125,22 @@ class Recorder:
         closed = await self.store.transactions.stop(tx.id, ts, meter_stop_wh, reason, soc=soc, id_tag=id_tag)
         if closed is not None and tx.evse is not None:
             self.image.update({evse_point(tx.charger_id, tx.evse, "transaction_id"): 0}, ts)
-            self.image.update({evse_point(tx.charger_id, tx.evse, leaf): 0.0 for leaf in _FLOW
-                               if self.image.get(evse_point(tx.charger_id, tx.evse, leaf)) is not None}, ts)  # fmt: skip
+            charger = self.site.chargers.get(tx.charger_id)
+            if charger is None or not charger.metered(tx.evse):  # a meter says itself what flows now
+                self.image.update({evse_point(tx.charger_id, tx.evse, leaf): 0.0 for leaf in FLOW
+                                   if self.image.get(evse_point(tx.charger_id, tx.evse, leaf)) is not None}, ts)  # fmt: skip
         log.info("transaction stopped charger=%s id=%s energy_wh=%s reason=%s", tx.charger_id, tx.id,
                  closed.energy_wh if closed else None, reason)  # fmt: skip
         return closed
 
     async def event(self, charger_id: str, action: str, payload: dict[str, Any]) -> None:
         await self.store.chargers.event(charger_id, action, payload, utcnow())
+
+    def _metered(self, charger_id: str, point: str) -> bool:
+        """A flow point of an EVSE that a meter measures (chargers/CP01/evse/1/power_w with a meter on it)."""
+        _, _, _, evse, leaf = point.split("/", 4)
+        charger = self.site.chargers.get(charger_id)
+        return leaf in FLOW and evse.isdigit() and charger is not None and charger.metered(int(evse))
 
     def _show_open(self, tx: Transaction) -> None:
         if tx.evse is None or not tx.open:
@@ -151,7 +157,7 @@ class Recorder:
         values: dict[str, Any] = reading.points()
         charger = self.site.chargers.get(charger_id)
         if charger is not None and charger.metered(evse):  # a meter says what flows here, not the charger
-            values = {k: v for k, v in values.items() if k not in _FLOW}
+            values = {k: v for k, v in values.items() if k not in FLOW}
         if tx is not None and tx.open and tx.meter_start_wh is not None and reading.energy_wh is not None:
             values["session_energy_wh"] = round(reading.energy_wh - tx.meter_start_wh, 3)
         if evse == 0:  # the charger's own main meter

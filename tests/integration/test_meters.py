@@ -89,3 +89,32 @@ async def test_meters_in_the_api_their_quality_and_the_gateways_health(tmp_path)
 async def _charger_power(api):
     live = (await api.get("/api/v1/chargers/CP16")).json()["live"]
     return live if "power_w" in live and "current_a" in live else None
+
+
+async def test_a_meter_on_a_charger_keeps_its_word_through_the_chargers_events(tmp_path):
+    """The meter, not the charger, says what flows: a charger that drops or ends a session does not turn the
+    meter's reading uncertain or zero. And a meter that knows no phase current breaks nothing."""
+    from tests.conftest import connected, eventually
+
+    nan = float("nan")
+    values = SITE | {"power_w": 7200.0, "current_a_l1": nan, "current_a_l2": nan, "current_a_l3": nan}
+    supply = sim_meter(2, load_profile("schneider-pm5300"), values)
+    async with serving(supply) as port:
+        extra = METERS.format(port=port).split("[[meters]]")[2]  # only the supply meter
+        settings = load_settings(write_config(tmp_path, "[[meters]]" + extra),
+                                 environ={"EVEDGE_CHARGERS__CP201__METER": "cp16-supply"})  # fmt: skip
+        async with running_gateway(settings) as gw:
+            power = "chargers/CP201/evse/1/power_w"
+            await eventually(lambda: gw.app.image.value(power) == pytest.approx(7200.0))
+            assert gw.app.image.get("chargers/CP201/evse/1/current_a") is None  # no phase known: none made up
+            sim = gw.charger("CP201", "2.0.1")
+            async with connected(sim):
+                await sim.start_session(1)
+                await sim.send_meter_values(1)  # the charger's own reading of its power does not overrule the meter
+                assert gw.app.image.value(power) == pytest.approx(7200.0)
+                await sim.stop_session(1)
+                assert gw.app.image.get(power).value == pytest.approx(7200.0)
+            await eventually(lambda: gw.app.image.value("chargers/CP201/online") is False)
+            assert gw.app.image.get(power).quality == "good"
+            async with gw.client() as api:  # and the gateway is running, nothing around it stopped
+                assert (await api.get("/api/v1/health")).json()["status"] == "ok"

@@ -143,13 +143,15 @@ async def test_a_meter_whose_server_goes_away_comes_back_by_itself():
             assert image.get("meters/m/power_w").quality == Quality.good
 
 
-async def test_a_meter_that_refuses_a_register_is_reported():
+async def test_registers_a_meter_refuses_go_bad_and_the_others_are_kept():
     sdm = load_profile("eastron-sdm630")
-    narrow = SimMeter(1, lambda: sdm.words(SITE), {"input": (0, 20)})  # answers for 0..19 only
+    narrow = SimMeter(1, lambda: sdm.words(SITE), {"input": (0, 20)})  # an older firmware: only 0..19
     async with serving(narrow) as port, polling(meter("m", port, profile="eastron-sdm630")) as image:
         await eventually(lambda: image.value("meters/m/last_error"))
-        assert "refused input registers" in image.value("meters/m/last_error")
-        assert image.value("meters/m/online") is False
+        assert "refused input registers 52..53" in image.value("meters/m/last_error")
+        assert image.value("meters/m/online") is True
+        assert image.get("meters/m/current_a_l1").quality == Quality.good  # in the block it answers
+        assert image.get("meters/m/power_w") is None  # refused from the start: never known
 
 
 def test_a_broken_inline_map_is_refused():

@@ -49,8 +49,10 @@ async def bms(port: int, load_w: float = 12000.0, secure_dir=None) -> AsyncItera
     idx = await server.register_namespace("urn:test:bms")
     load = await server.nodes.objects.add_variable(ua.NodeId("Building.LoadW", idx), "LoadW", load_w)
     mode = await server.nodes.objects.add_variable(ua.NodeId("Building.Mode", idx), "Mode", "occupied")
+    chiller = await server.nodes.objects.add_variable(ua.NodeId("Chiller.PowerW", idx), "ChillerW", 0.0)
+    await chiller.write_value(ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadCommunicationError)))
     async with server:
-        yield {"load": load, "mode": mode}
+        yield {"load": load, "mode": mode, "chiller": chiller}
 
 
 def meter(port: int, **settings) -> OpcuaMeter:
@@ -118,6 +120,23 @@ async def test_a_secured_endpoint_with_a_user(tmp_path):
             await nodes["load"].write_value(13000.0)
             await eventually(lambda: image.value("meters/building/power_w") == 13000.0)
     assert (tmp_path / "opcua" / "client" / "cert.der").exists()  # the gateway's own certificate, made once
+
+
+@pytest.mark.parametrize("subscribe", [True, False])
+async def test_a_bad_node_is_a_bad_point_not_a_lost_link(tmp_path, subscribe):
+    port = free_port()
+    points = {"power_w": LOAD, "chiller_w": "ns=2;s=Chiller.PowerW", "ghost_w": "ns=2;s=No.Such.Node"}
+    async with bms(port) as nodes, following(meter(port, points=points, subscribe=subscribe), tmp_path) as (image, driver):
+        await eventually(lambda: image.value("meters/building/power_w") == 12000.0)
+        await eventually(lambda: image.get("meters/building/ghost_w") is not None)
+        assert image.get("meters/building/chiller_w").quality == Quality.bad
+        assert image.get("meters/building/ghost_w").quality == Quality.bad
+        await nodes["load"].write_value(float("nan"))
+        await eventually(lambda: image.get("meters/building/power_w").quality == Quality.bad)
+        assert image.value("meters/building/power_w") == 12000.0  # the last number, flagged; never NaN
+        await nodes["load"].write_value(12500.0)
+        await eventually(lambda: image.value("meters/building/power_w") == 12500.0)
+        assert driver.clients[0].sessions == 1 and image.value("meters/building/online") is True
 
 
 def test_bad_node_ids_and_clear_text_passwords_are_config_errors():
