@@ -245,7 +245,9 @@ class _ModbusMeter(_Meter):
     word_order: ByteOrder = Field("big", description="Default word order of the inline registers")
     max_gap: int = Field(0, ge=0, le=100, description="Unused registers one request may read across (inline map)")
     timeout_s: float = Field(1.0, gt=0, le=30, description="How long to wait for an answer")
-    max_backoff_s: float = Field(10.0, gt=0, description="Longest wait between retries of a meter that does not answer")
+    max_backoff_s: float = Field(
+        5.0, gt=0, description="Longest wait between retries of a meter that does not answer (it is back within that)"
+    )
 
     @model_validator(mode="after")
     def _some_registers(self) -> _ModbusMeter:
