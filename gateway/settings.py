@@ -168,6 +168,7 @@ class GroupSettings(Section):
     id: Identifier = Field(description="Group (circuit) id")
     limit_w: float | None = Field(None, gt=0, description="Limit of the circuit in W")
     chargers: list[Identifier] = Field(default_factory=list, description="Ids of the chargers on this circuit")
+    parent: Identifier | None = Field(None, description="The group this circuit hangs from (its limit holds too)")
 
 
 class ChargerSettings(Section):
@@ -181,6 +182,10 @@ class ChargerSettings(Section):
     phases: Phases = Field(3, description="Phases the charger is wired to (1 or 3)")
     priority: int = Field(1, ge=0, le=100, description="Higher numbers are served first by the load cap")
     evses: int = Field(1, ge=1, le=32, description="Number of EVSEs (1.6: connectors)")
+    phase_rotation: Literal["L1L2L3", "L2L3L1", "L3L1L2"] = Field(
+        "L1L2L3", description="How the charger is wired: its first phase is the site's L1, L2 or L3 (where a "
+        "single-phase car loads the site)"
+    )
     meter: Identifier | None = Field(None, description="A meter that measures the whole charger (its power "
                                      "counts instead of the charger's own MeterValues)")
     evse_meters: dict[str, Identifier] = Field(
@@ -313,6 +318,43 @@ class BacnetSettings(Section):
     retries: int = Field(1, ge=0, le=10, description="Tries after the first before a device counts as silent")
 
 
+class LoadcapSettings(Section):
+    enabled: bool = Field(True, description="Keep the site under its limit (needs site.limit_w or limit_a)")
+    mode: Literal["automatic", "manual"] = Field(
+        "automatic", description="automatic: the allocator shares the power; manual: operators set limits per EVSE"
+    )
+    min_current_a: float = Field(6.0, ge=0, le=32, description="Least current a charging car is given (IEC 61851: 6)")
+    tick_s: float = Field(1.0, gt=0, le=60, description="Allocation at least this often, besides every measurement")
+    dead_band_w: float = Field(300.0, ge=0, description="A new limit that differs less than this is not sent")
+    ramp_step_w: float = Field(3000.0, gt=0, description="Largest increase of one EVSE's limit at a time")
+    ramp_interval_s: float = Field(2.0, ge=0, description="Time between two increases of one EVSE's limit")
+    demand_margin_w: float = Field(
+        1000.0, ge=0, description="A car drawing less than its limit keeps this much above its draw; the rest goes "
+        "to the others"
+    )
+    profile_validity_s: int = Field(
+        300, ge=30, le=86400, description="Dynamic limits expire after this (the baseline holds if the gateway dies)"
+    )
+    min_on_s: float = Field(300.0, ge=0, description="A car given power keeps it at least this long when rotating")
+    min_off_s: float = Field(120.0, ge=0, description="A paused car waits at least this long before its turn")
+    urgency_s: float = Field(
+        1800.0, ge=0, description="Sessions with less slack than this before their departure come first"
+    )
+
+
+class LimitScheduleSettings(Section):
+    cron: str = Field(description='From these moments on (crontab: "minute hour day month weekday")...')
+    limit_w: float = Field(gt=0, description="... the site limit is this, until the next entry's moment")
+
+
+class ActivationGroupSettings(Section):
+    id: Identifier = Field(description="Activation group id")
+    windows: list[str] = Field(
+        min_length=1, description='When its connectors may charge: "mon-fri 07:00-19:00", "sat 08:00-12:30", ...'
+    )
+    connectors: list[str] = Field(min_length=1, description='Chargers ("CP01") or single EVSEs ("CP01/2")')
+
+
 class StoreSettings(Section):
     meter_values_days: int = Field(
         400, ge=1, description="Meter values older than this are pruned (transactions are kept)"
@@ -333,6 +375,9 @@ class Settings(BaseSettings):
     chargers: list[ChargerSettings] = Field(default_factory=list)
     meters: list[MeterSettings] = Field(default_factory=list)
     bacnet: BacnetSettings = Field(default_factory=BacnetSettings)
+    loadcap: LoadcapSettings = Field(default_factory=LoadcapSettings)
+    limit_schedule: list[LimitScheduleSettings] = Field(default_factory=list)
+    activation_groups: list[ActivationGroupSettings] = Field(default_factory=list, max_length=10)
     store: StoreSettings = Field(default_factory=StoreSettings)
 
     def charger(self, charger_id: str) -> ChargerSettings | None:
@@ -500,7 +545,7 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
     the raw file (with its overrides), so these show up together with any type errors."""
     problems = []
     ids: dict[str, set[str]] = {}
-    for name in ("chargers", "groups", "meters"):
+    for name in ("chargers", "groups", "meters", "activation_groups"):
         ids[name] = set()
         for item in _items(data, name):
             if item["id"] in ids[name]:
@@ -511,6 +556,17 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
         for cid in members if isinstance(members, list) else []:
             if isinstance(cid, str) and cid not in ids["chargers"]:
                 problems.append(f"groups.{group['id']}.chargers: no charger has the id {cid!r}")
+    for group in _items(data, "groups"):
+        parent = group.get("parent")
+        if isinstance(parent, str) and parent not in ids["groups"]:
+            problems.append(f"groups.{group['id']}.parent: no group has the id {parent!r}")
+    problems += _group_cycles(data)
+    for group in _items(data, "activation_groups"):
+        members = group.get("connectors")
+        for member in members if isinstance(members, list) else []:
+            if isinstance(member, str) and member.split("/")[0] not in ids["chargers"]:
+                problems.append(f"activation_groups.{group['id']}.connectors: no charger has the id "
+                                f"{member.split('/')[0]!r}")  # fmt: skip
     for charger in _items(data, "chargers"):
         evse_meters = charger.get("evse_meters")
         attached = [("meter", charger.get("meter"))] + [
@@ -528,6 +584,18 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
             if charger.get("password") is None and charger.get("password_hash") is None:
                 problems.append(f"chargers.{charger['id']}.password: required with ocpp.security_profile = 1")
     return problems
+
+
+def _group_cycles(data: Mapping[str, Any]) -> list[str]:
+    parents = {g["id"]: g.get("parent") for g in _items(data, "groups")}
+    for start in parents:
+        seen, node = [start], parents.get(start)
+        while isinstance(node, str) and node in parents:
+            if node in seen:
+                return [f"groups.{start}.parent: groups hang from each other in a circle ({' -> '.join(seen + [node])})"]
+            seen.append(node)
+            node = parents.get(node)
+    return []
 
 
 def _items(data: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
