@@ -28,6 +28,9 @@ from gateway.settings import BacnetMeter, ModbusRtuMeter, ModbusTcpMeter, OpcuaM
 from gateway.store import Store
 from gateway.web.api import WebContext, create_app
 from gateway.web.server import WebServer
+from rules import schedules
+from rules.loadcap import LoadCap
+from rules.schedules import Schedules
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ HOUSEKEEPING_INTERVAL_S = 6 * 3600
 
 def config_problems(settings: Settings) -> list[str]:
     """What only the parts can tell about a config: unknown profiles, broken register maps, bad node ids."""
-    return drivers.modbus.check(settings) + drivers.opcua_client.check(settings) + drivers.bacnet.check(settings)
+    return (drivers.modbus.check(settings) + drivers.opcua_client.check(settings) + drivers.bacnet.check(settings)
+            + schedules.check(settings))
 
 
 SUPERVISOR_FIRST_DELAY_S, SUPERVISOR_MAX_BACKOFF_S = 1.0, 60.0
@@ -82,6 +86,9 @@ class App:
         self.opcua = OpcuaDriver(opcua_meters, self.image, settings.gateway.state_dir) if opcua_meters else None
         bacnet_meters = [m for m in settings.meters if isinstance(m, BacnetMeter)]
         self.bacnet = BacnetDriver(settings.bacnet, bacnet_meters, self.image) if bacnet_meters else None
+        self.loadcap = LoadCap(settings, self.site, self.image, self.commands, self.store.events)
+        self.loadcap.register(self.commands)
+        self.schedules = Schedules(settings, self.image, self.commands)
         self.web: WebServer | None = None
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
@@ -95,6 +102,8 @@ class App:
         for name, part in self._field_drivers():
             if part is not None:
                 parts[name] = part.health()
+        if self.loadcap.active:
+            parts["loadcap"] = self.loadcap.health()
         return parts
 
     def _field_drivers(self) -> list[tuple[str, Any]]:
@@ -106,7 +115,7 @@ class App:
     async def run(self) -> None:
         await self.store.open()
         try:
-            context = WebContext(self.site, self.image, self.store, self.commands, self.health)
+            context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state)
             self.web = WebServer(create_app(context), self.settings.web.listen)
             async with asyncio.TaskGroup() as tasks:
                 ocpp_up, web_up = asyncio.Event(), asyncio.Event()
@@ -120,6 +129,10 @@ class App:
                 for name, part in self._field_drivers():
                     if part is not None:
                         tasks.create_task(supervised(name, part.run), name=name)
+                if self.loadcap.active:
+                    tasks.create_task(supervised("loadcap", self.loadcap.run), name="loadcap")
+                if self.schedules.needed:
+                    tasks.create_task(supervised("schedules", self.schedules.run), name="schedules")
                 interval = watchdog_interval()
                 if interval:
                     tasks.create_task(feed_watchdog(interval), name="watchdog")

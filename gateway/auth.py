@@ -41,6 +41,7 @@ class Actor:
     name: str
     role: Role
     via: str  # api, cli, console, mqtt, opcua, loadcap, ...
+    automatic: bool = False  # a control loop: its many routine commands are audited only when they fail
 
     def __str__(self) -> str:
         return f"{self.via}:{self.name}"

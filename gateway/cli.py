@@ -230,7 +230,7 @@ class _DemoSite:
         ocpp = f"ws://127.0.0.1:{app.ocpp.port}/ocpp"
         specs = [
             SimSpec(c.id, "1.6" if n % 2 == 0 else "2.0.1", ocpp, c.password.get_secret_value() if c.password else None,
-                    evses=c.evses, max_w=c.max_w, phases=c.phases, meter_interval_s=5.0)
+                    evses=c.evses, max_w=c.max_w, phases=c.phases, phase_rotation=c.phase_rotation, meter_interval_s=5.0)
             for n, c in enumerate(self.settings.chargers)
         ]  # fmt: skip
         self.fleet.extend(make_charger(spec) for spec in specs)

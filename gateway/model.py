@@ -33,11 +33,12 @@ class Charger:
     evses: dict[int, Evse] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
     meter: str | None = None  # a meter that measures the whole charger
+    phase_rotation: str = "L1L2L3"  # which site phases its L1, L2, L3 are
 
     @classmethod
     def from_settings(cls, s: ChargerSettings) -> Charger:
         evses = {n: Evse(n, meter=s.evse_meters.get(str(n))) for n in range(1, s.evses + 1)}
-        return cls(s.id, s.max_w, s.phases, s.priority, True, evses, meter=s.meter)
+        return cls(s.id, s.max_w, s.phases, s.priority, True, evses, meter=s.meter, phase_rotation=s.phase_rotation)
 
     def metered(self, evse: int) -> bool:
         """Whether a meter (not the charger's MeterValues) says what flows through this EVSE (0: the charger)."""
@@ -52,6 +53,7 @@ class Group:
     id: str
     limit_w: float | None
     chargers: list[str]
+    parent: str | None = None
 
 
 @dataclass
@@ -74,7 +76,7 @@ class Site:
     @classmethod
     def from_settings(cls, settings: Settings) -> Site:
         chargers = {c.id: Charger.from_settings(c) for c in settings.chargers}
-        groups = {g.id: Group(g.id, g.limit_w, list(g.chargers)) for g in settings.groups}
+        groups = {g.id: Group(g.id, g.limit_w, list(g.chargers), g.parent) for g in settings.groups}
         for group in groups.values():
             for cid in group.chargers:
                 chargers[cid].groups.append(group.id)

@@ -60,6 +60,13 @@ SCHEMA: dict[str, Kind] = {
     "energy_export_wh": Kind(float, "Wh", "Active energy exported"),
     "frequency_hz": Kind(float, "Hz", "Grid frequency"),
     "last_error": Kind(str, None, "Why the device last failed to answer"),
+    "limit_w": Kind(float, "W", "Limit in force (an EVSE: the load cap's; the site: the strictest of its limits)"),
+    "limit_reason": Kind(str, None, "Why the EVSE has the limit it has"),
+    "grid_power_w": Kind(float, "W", "The site's import, as the grid meter measures it"),
+    "ev_power_w": Kind(float, "W", "What the EVs under the load cap draw together"),
+    "headroom_w": Kind(float, "W", "What the EVs may take: site limit - load the gateway does not steer"),
+    "mode": Kind(str, None, "Load cap mode: automatic or manual"),
+    "failsafe": Kind(bool, None, "The grid meter is stale: the EVs together are held to the fallback limit"),
     "session_energy_wh": Kind(float, "Wh", "Energy of the open transaction so far"),
 }
 for _phase in ("l1", "l2", "l3"):

@@ -147,8 +147,9 @@ class SiteSettings(Section):
     phases: Phases = Field(3, description="Phases of the grid connection (1 or 3)")
     grid_meter: Identifier | None = Field(None, description="Id of the meter that measures the site's import")
     fallback_limit_w: float | None = Field(
-        None, ge=0, description="Limit for all EVs together while the grid meter is stale"
+        None, ge=0, description="Limit for all EVs together while the grid meter is stale (needed with grid_meter)"
     )
+    timezone: str = Field("UTC", description="The site's time zone, for schedules (e.g. Europe/Paris)")
 
     @model_validator(mode="after")
     def _one_limit(self) -> SiteSettings:
@@ -578,6 +579,9 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
     site = data.get("site") if isinstance(data.get("site"), dict) else {}
     if isinstance(site.get("grid_meter"), str) and site["grid_meter"] not in ids["meters"]:
         problems.append(f"site.grid_meter: no meter has the id {site['grid_meter']!r}")
+    if site.get("grid_meter") is not None and site.get("fallback_limit_w") is None:
+        problems.append("site.fallback_limit_w: required with a grid_meter (what the EVs may draw together while "
+                        "it is silent)")
     ocpp = data.get("ocpp") if isinstance(data.get("ocpp"), dict) else {}
     if str(ocpp.get("security_profile", 1)) != "0":
         for charger in _items(data, "chargers"):

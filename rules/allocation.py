@@ -252,3 +252,27 @@ def with_turns(snap: Snapshot, queue: list[str], turns: dict[str, Turn], now: fl
                 locked=d.key in turns and locked(turns[d.key], now, min_on_s, min_off_s))
         for d in snap.demands
     ))  # fmt: skip
+
+
+# -- baselines ---------------------------------------------------------------------------------------------
+
+
+def baselines(ratings: dict[str, float], paths: dict[str, tuple[str, ...]], group_limit_w: dict[str, float],
+              total_w: float) -> dict[str, float]:  # fmt: skip
+    """What each charger may draw on its own, for good: its share of `total_w` (the fallback limit, else the
+    site limit) in proportion to its rating, never above the rating, and scaled down until every group on its
+    path holds. All chargers at their baseline together keep the site safe, even with no gateway to steer."""
+    rated = sum(ratings.values())
+    share = {c: min(r, total_w * r / rated) if rated > 0 else 0.0 for c, r in ratings.items()}
+    for _ in range(len(group_limit_w) + 1):  # nested groups settle in as many passes as there are groups
+        changed = False
+        for group, limit in group_limit_w.items():
+            members = [c for c in share if group in paths.get(c, ())]
+            load = sum(share[c] for c in members)
+            if load > limit + EPS:
+                for c in members:
+                    share[c] *= limit / load
+                changed = True
+        if not changed:
+            break
+    return {c: math.floor(w) for c, w in share.items()}

@@ -63,11 +63,14 @@ def free_port() -> int:
 
 
 def write_config(directory: Path, extra: str = "", call_timeout_s: float = 5.0, ocpp_port: int = 0,
-                 web_port: int = 0) -> Path:  # fmt: skip
+                 web_port: int = 0, loadcap: bool = False) -> Path:  # fmt: skip
+    """The base site plus `extra`. The load cap stays off unless asked for (its own [loadcap] may be in
+    `extra`): it talks to every charger at connect, which tests of other parts would hear."""
     path = directory / "evedge.toml"
     path.write_text(
         BASE_CONFIG.format(state_dir=directory / "state", ocpp_port=ocpp_port, web_port=web_port,
-                           call_timeout_s=call_timeout_s) + textwrap.dedent(extra)  # fmt: skip
+                           call_timeout_s=call_timeout_s)
+        + ("" if loadcap else "\n[loadcap]\nenabled = false\n") + textwrap.dedent(extra)
     )
     return path
 

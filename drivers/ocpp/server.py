@@ -22,6 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from drivers.ocpp.frames import SUBPROTOCOLS, V16
+from drivers.ocpp.profiles import profile_request
 from drivers.ocpp.recorder import Recorder
 from drivers.ocpp.session import Session
 from drivers.ocpp.v16 import Session16
@@ -36,6 +37,7 @@ from gateway.commands import (
     RemoteStop,
     Reset,
     SetAvailability,
+    SetChargingLimit,
     Unlock,
 )
 from gateway.limits import FailureLimiter
@@ -52,6 +54,7 @@ _ID = re.compile(r"[A-Za-z0-9_.-]{1,48}")
 class OcppServer:
     def __init__(self, settings: Settings, recorder: Recorder) -> None:
         self.settings = settings.ocpp
+        self.voltage_v = settings.site.voltage_v
         self.chargers: dict[str, ChargerSettings] = {c.id: c for c in settings.chargers}
         self.recorder = recorder
         self.sessions: dict[str, Session] = {}
@@ -76,6 +79,7 @@ class OcppServer:
         commands.register(Unlock, self._typed("unlock"))
         commands.register(SetAvailability, self._typed("set_availability"))
         commands.register(RemoteStop, self._remote_stop)
+        commands.register(SetChargingLimit, self._set_limit)
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         host, port = split_listen(self.settings.listen)
@@ -215,6 +219,22 @@ class OcppServer:
             return await session.request(action, payload)
 
         return handle
+
+    async def _set_limit(self, cmd: SetChargingLimit) -> dict[str, Any]:
+        """A limit as the charging profile this charger understands (its version, unit and stack levels)."""
+        session = self.session(cmd.charger_id)
+        caps = await session.capabilities()
+        running = session.running.get(cmd.evse) if cmd.purpose == "dynamic" else None
+        tx_id = None if running is None else (running.id if session.version == V16 else running.ocpp_id)
+        try:
+            action, payload = profile_request(session.version, cmd.purpose, cmd.evse, cmd.limit_w, cmd.phases,
+                                              self.voltage_v, caps, utcnow(), cmd.valid_s, tx_id)  # fmt: skip
+        except ValueError as e:
+            raise CommandError("unsupported", f"{cmd.charger_id}: {e}") from None
+        answer = await session.request(action, payload)
+        if answer.get("status") != "Accepted":
+            raise CommandError("rejected", f"{cmd.charger_id} refused the {cmd.purpose} limit", answer)
+        return answer
 
     async def _remote_stop(self, cmd: RemoteStop) -> dict[str, Any]:
         session = self.session(cmd.charger_id)

@@ -12,6 +12,7 @@ things done our way:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import uuid
@@ -25,6 +26,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from drivers.ocpp import frames
+from drivers.ocpp.profiles import Capabilities
 from drivers.ocpp.recorder import MeterValue, Recorder
 from gateway.store import Transaction
 from gateway.clock import iso, parse_iso, utcnow
@@ -43,7 +45,7 @@ MAX_LOGGED = 80
 ocpp.messages.ASYNC_VALIDATION = False
 
 
-class Session(ChargePoint):
+class Session(ChargePoint, abc.ABC):
     """What both versions share; :mod:`drivers.ocpp.v16` and :mod:`drivers.ocpp.v201` add the handlers."""
 
     version: ClassVar[str]
@@ -65,6 +67,8 @@ class Session(ChargePoint):
         )
         self._outstanding: tuple[str, asyncio.Future[frames.CallResult | frames.CallError]] | None = None
         # What one charger can make us do: read its frames no faster than this, log its faults no more than this.
+        self._capabilities: Capabilities | None = None
+        self._discovering = asyncio.Lock()
         self._inflow = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
         self._warnings = TokenBucket(WARNINGS_PER_S, WARNINGS_BURST)
         self._suppressed = 0
@@ -224,6 +228,27 @@ class Session(ChargePoint):
             _, _, future = self._requests.get_nowait()
             if not future.done():
                 future.set_exception(error)
+
+    async def capabilities(self) -> Capabilities:
+        """What the charger accepts in a charging profile, asked once per connection; defaults (amperes,
+        stack 8) when it will not say."""
+        async with self._discovering:
+            if self._capabilities is None:
+                action, payload = self.capabilities_request()
+                try:
+                    self._capabilities = self.read_capabilities(await self.request(action, payload))
+                except (CommandError, KeyError, TypeError) as e:
+                    self.warn("does not say which charging profiles it takes (%s): amperes assumed", e)
+                    self._capabilities = Capabilities()
+            return self._capabilities
+
+    @abc.abstractmethod
+    def capabilities_request(self) -> tuple[str, dict[str, Any]]:
+        """How this version asks what charging profiles a charger takes."""
+
+    @abc.abstractmethod
+    def read_capabilities(self, answer: dict[str, Any]) -> Capabilities:
+        """... and how it reads the answer."""
 
     # -- helpers for the version modules ------------------------------------------------------------------
 

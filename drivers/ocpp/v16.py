@@ -15,6 +15,7 @@ from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from drivers.ocpp import measurands
 from drivers.ocpp.frames import V16
+from drivers.ocpp.profiles import Capabilities, capabilities_16
 from drivers.ocpp.session import Session, when
 from gateway.commands import RemoteStart, Reset, SetAvailability, Unlock
 from gateway.store import Transaction
@@ -108,6 +109,12 @@ class Session16(Session):
         return tx if tx is not None and tx.charger_id == self.id else None
 
     # -- typed commands, in 1.6 words ---------------------------------------------------------------------
+
+    def capabilities_request(self) -> tuple[str, dict[str, Any]]:
+        return "GetConfiguration", {"key": ["ChargingScheduleAllowedChargingRateUnit", "ChargeProfileMaxStackLevel"]}
+
+    def read_capabilities(self, answer: dict[str, Any]) -> Capabilities:
+        return capabilities_16(answer.get("configurationKey") or [])
 
     @staticmethod
     def remote_start(cmd: RemoteStart) -> tuple[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStat
 
 from drivers.ocpp import measurands
 from drivers.ocpp.frames import V201
+from drivers.ocpp.profiles import Capabilities, capabilities_201
 from drivers.ocpp.session import Session, when
 from gateway.commands import RemoteStart, Reset, SetAvailability, Unlock
 from gateway.store import Transaction
@@ -157,6 +158,15 @@ class Session201(Session):
             self._charging_state.pop(tx.evse, None)
 
     # -- typed commands, in 2.0.1 words --------------------------------------------------------------------
+
+    def capabilities_request(self) -> tuple[str, dict[str, Any]]:
+        return "GetVariables", {"getVariableData": [
+            {"component": {"name": "SmartChargingCtrlr"}, "variable": {"name": name}}
+            for name in ("RateUnit", "ProfileStackLevel")
+        ]}  # fmt: skip
+
+    def read_capabilities(self, answer: dict[str, Any]) -> Capabilities:
+        return capabilities_201(answer["getVariableResult"])
 
     @staticmethod
     def remote_start(cmd: RemoteStart) -> tuple[str, dict[str, Any]]:

@@ -45,6 +45,7 @@ class SimSpec:
     evses: int = 1
     max_w: float = 22000.0
     phases: int = 3
+    phase_rotation: str = "L1L2L3"  # which site phases its L1, L2, L3 are
     voltage_v: float = 230.0
     meter_interval_s: float = 10.0
     vendor: str = "evedge"
@@ -312,15 +313,18 @@ class SimCharger(abc.ABC):
     def update_power(self) -> None:
         """Apply the profiles in force now to what each car takes."""
         now = self.clock()
-        active = [e for e in self.evses.values() if e.charging]
         ceiling = profiles.limit_w(self.charger_profiles, profiles.MAX, now, None, self.spec.voltage_v,
                                    self.spec.phases)  # fmt: skip
-        share = None if ceiling is None or not active else ceiling / len(active)
         for evse in self.evses.values():
             limit = profiles.evse_limit_w(evse.profiles, self.charger_profiles, now, evse.tx_start, evse.tx_id,
                                           self.spec.voltage_v, self.spec.phases)  # fmt: skip
-            evse.limit_w = profiles.cap(profiles.cap(limit, share), self.spec.max_w)
+            evse.limit_w = profiles.cap(profiles.cap(limit, ceiling), self.spec.max_w)
             evse.power_w = evse.ev.draw_w(evse.limit_w) if evse.charging and evse.ev is not None else 0.0
+        # The charger's maximum holds for all its EVSEs together: they give way in proportion.
+        total = sum(e.power_w for e in self.evses.values())
+        if ceiling is not None and total > ceiling:
+            for evse in self.evses.values():
+                evse.power_w *= ceiling / total
 
     def _charging_status(self, evse: SimEvse) -> str:
         if evse.power_w > 0:
@@ -465,11 +469,13 @@ class SimCharger(abc.ABC):
     # -- autopilot (demo) --------------------------------------------------------------------------------
 
     async def autopilot(self, arrival_s: tuple[float, float] = (3, 20), dwell_s: tuple[float, float] = (20, 90),
-                        tick_s: float = 1.0) -> None:  # fmt: skip
-        """Cars come and go at random; meter values every meter_interval_s; profiles honoured as time passes."""
+                        tick_s: float = 1.0, visits: bool = True) -> None:  # fmt: skip
+        """Cars come and go at random (unless visits is False: a test plugs them in); meter values every
+        meter_interval_s; profiles honoured as time passes."""
         await self.connected.wait()
         for evse in self.evses.values():
-            self.spawn(self._visits(evse, arrival_s, dwell_s))
+            if visits:
+                self.spawn(self._visits(evse, arrival_s, dwell_s))
         last = loop_time = asyncio.get_running_loop().time()
         next_meter = loop_time + self.spec.meter_interval_s
         next_heartbeat = loop_time + self.heartbeat_interval_s()

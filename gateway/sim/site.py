@@ -23,9 +23,11 @@ def mixed_specs(count: int, url: str, password: str | None = None, prefix: str =
 
 
 def ev_power_by_phase(chargers: list[SimCharger]) -> tuple[float, float, float]:
-    """What the simulated EVs draw on L1, L2, L3: a three-phase car evenly, a single-phase one on L1."""
+    """What the simulated EVs draw on the site's L1, L2, L3: a three-phase car evenly, a single-phase one on the
+    site phase its charger's L1 is wired to."""
     phases = [0.0, 0.0, 0.0]
     for charger in chargers:
+        first = int(charger.spec.phase_rotation[1]) - 1
         for evse in charger.evses.values():
             if evse.ev is None or not evse.power_w:
                 continue
@@ -33,7 +35,7 @@ def ev_power_by_phase(chargers: list[SimCharger]) -> tuple[float, float, float]:
                 for n in range(3):
                     phases[n] += evse.power_w / 3
             else:
-                phases[0] += evse.power_w
+                phases[first] += evse.power_w
     return phases[0], phases[1], phases[2]
 
 

@@ -1,7 +1,8 @@
 """The store: everything durable, in one SQLite file under the state directory.
 
 ``Store`` opens the database and hands out one object per concern: ``transactions`` (sessions and meter
-values), ``chargers`` (boot info, presence, status, refused ids), ``audit``, ``accounts`` (users, tokens).
+values), ``chargers`` (boot info, presence, status, refused ids), ``audit``, ``accounts`` (users, tokens),
+``events`` (what happened on the site).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from gateway.store.accounts import Accounts
 from gateway.store.audit import AuditLog
 from gateway.store.chargers import Chargers
 from gateway.store.db import Database
+from gateway.store.events import Events
 from gateway.store.transactions import Sample, Transaction, Transactions
 
 __all__ = ["Store", "Sample", "Transaction", "DB_NAME"]
@@ -29,6 +31,7 @@ class Store:
         self.chargers = Chargers(self.db)
         self.audit = AuditLog(self.db)
         self.accounts = Accounts(self.db)
+        self.events = Events(self.db)
 
     async def open(self) -> Store:
         await self.db.open()
@@ -56,5 +59,6 @@ class Store:
         now = utcnow()
         removed = await self.transactions.prune_meter_values(now - timedelta(days=meter_values_days))
         await self.audit.prune(now - timedelta(days=audit_days))
+        await self.events.prune(now - timedelta(days=meter_values_days))
         await self.accounts.prune_tokens()
         return removed

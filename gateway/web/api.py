@@ -15,9 +15,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.auth import Actor, Role
-from gateway.commands import CommandError, Commands, OcppRequest
+from gateway.commands import CommandError, Commands, OcppRequest, SetManualLimit, SetMode, SetSiteLimit
 from gateway.model import Site
 from gateway.points import ProcessImage
 from gateway import strictjson
@@ -27,8 +28,8 @@ from gateway.store.transactions import EXPORT_FIELDS
 API_VERSION = "v1"
 MAX_ROWS = 10000  # per response: a page bigger than this would hold the event loop (and the chargers) too long
 # How each refusal of the command door reads over HTTP.
-_STATUS = {"forbidden": 403, "unknown_target": 404, "offline": 409, "busy": 429, "timeout": 504, "invalid": 422,
-           "call_error": 502, "bad_answer": 502, "unsupported": 501}  # fmt: skip
+_STATUS = {"forbidden": 403, "unknown_target": 404, "offline": 409, "rejected": 409, "busy": 429, "timeout": 504,
+           "invalid": 422, "call_error": 502, "bad_answer": 502, "unsupported": 501}  # fmt: skip
 
 
 @dataclass
@@ -40,6 +41,7 @@ class WebContext:
     store: Store
     commands: Commands
     health: Callable[[], dict[str, Any]]
+    loadcap: Callable[[], dict[str, Any]]  # its limits, their sources and the allocation
 
 
 def create_app(ctx: WebContext) -> FastAPI:
@@ -90,6 +92,7 @@ def require(role: Role) -> Callable[..., Any]:
 
 Reader = Annotated[Actor, Depends(require(Role.guest))]
 Operator = Annotated[Actor, Depends(require(Role.operator))]
+Acting = Annotated[Actor, Depends(current_actor)]  # the command door decides on the role
 Ctx = Annotated[WebContext, Depends(_ctx)]
 ChargerId = Annotated[str, Path(description="Charge point id")]
 Since = Annotated[datetime | None, Query(description="From this time on (ISO 8601; UTC when no zone)")]
@@ -173,12 +176,58 @@ def _router() -> APIRouter:
     async def meters(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
         return [_meter_view(ctx, meter_id) for meter_id in sorted(ctx.site.meters)]
 
+    @api.get("/site", summary="Site limit and its sources, grid import, EV power, headroom, mode, fail-safe, and "
+             "the allocation per EVSE with its reason")
+    async def site(ctx: Ctx, _: Reader) -> dict[str, Any]:
+        return ctx.loadcap()
+
+    @api.put("/site/limit", summary="An external limit on the site's import (null lifts it); the strictest holds")
+    async def site_limit(ctx: Ctx, actor: Acting, body: SiteLimitBody) -> dict[str, Any]:
+        return await ctx.commands.execute(SetSiteLimit(body.limit_w, f"api:{body.source}"), actor)
+
+    @api.put("/site/mode", summary="automatic: the allocator shares the power; manual: operators' limits per EVSE")
+    async def site_mode(ctx: Ctx, actor: Acting, body: ModeBody) -> dict[str, Any]:
+        return await ctx.commands.execute(SetMode(body.mode), actor)
+
+    @api.put("/chargers/{charger_id}/evses/{evse}/limit", summary="An operator's limit for one EVSE (null lifts it); "
+             "it holds in manual mode")
+    async def evse_limit(ctx: Ctx, actor: Acting, charger_id: ChargerId, evse: Annotated[int, Path(ge=1, le=32)],
+                         body: LimitBody) -> dict[str, Any]:  # fmt: skip
+        _known(ctx, charger_id)
+        return await ctx.commands.execute(SetManualLimit(charger_id, evse, body.limit_w), actor)
+
+    @api.get("/events", summary="What happened on the site (allocation changes, fail-safe on and off), newest first")
+    async def events(ctx: Ctx, _: Reader, since: Since = None, kind: str | None = None,
+                     limit: Limit = 1000) -> list[dict[str, Any]]:  # fmt: skip
+        return await ctx.store.events.query(kind, _utc(since), limit)
+
     @api.get("/audit", summary="Commands sent through the gateway, with who sent them, newest first")
     async def audit(ctx: Ctx, _: Operator, since: Since = None, target: str | None = None,
                     limit: Limit = 1000) -> list[dict[str, Any]]:  # fmt: skip
         return await ctx.store.audit.query(_utc(since), target, limit)
 
     return api
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+Watts = Annotated[float | None, Field(ge=0, le=1e9, description="W; null lifts the limit")]
+
+
+class SiteLimitBody(_Body):
+    limit_w: Watts
+    source: str = Field("operator", pattern=r"^[A-Za-z0-9_.-]{1,48}$",
+                        description="Who sets it: each source's limit is kept apart, the strictest holds")  # fmt: skip
+
+
+class ModeBody(_Body):
+    mode: Literal["automatic", "manual"]
+
+
+class LimitBody(_Body):
+    limit_w: Watts
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

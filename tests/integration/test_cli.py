@@ -226,7 +226,7 @@ async def test_check_config_names_meter_problems(tmp_path):
     assert "meters.sub.host: required key is missing" in err
     assert "meters.bms.endpoint: must be an opc.tcp://HOST:PORT/... address" in err
     # What only the driver can tell comes once the file's own problems are fixed:
-    bad.write_text(bad.read_text().replace('"gird"', '"grid"').replace('profile = "eastron-sdm630"\n',
+    bad.write_text(bad.read_text().replace('"gird"', '"grid"\nfallback_limit_w = 20000').replace('profile = "eastron-sdm630"\n',
                    'host = "10.0.0.7"\nprofile = "eastron-sdm630"\n').replace("bms:4840", "opc.tcp://bms:4840"))  # fmt: skip
     code, _, err = await evedge("check-config", "-c", str(bad))
     assert code == 1

@@ -41,7 +41,8 @@ async def test_meters_in_the_api_their_quality_and_the_gateways_health(tmp_path)
     grid = sim_meter(1, load_profile("eastron-sdm630"), SITE | {"power_w": 48000.0})
     supply = sim_meter(2, load_profile("schneider-pm5300"), SITE | {"power_w": 10800.0, "current_a_l1": 15.6})
     async with serving(grid, supply) as port:
-        environ = {"EVEDGE_SITE__GRID_METER": "grid", "EVEDGE_CHARGERS__CP16__METER": "cp16-supply"}
+        environ = {"EVEDGE_SITE__GRID_METER": "grid", "EVEDGE_SITE__FALLBACK_LIMIT_W": "20000",
+                   "EVEDGE_CHARGERS__CP16__METER": "cp16-supply"}
         settings = load_settings(write_config(tmp_path, METERS.format(port=port)), environ=environ)
         async with running_gateway(settings) as gw, gw.client() as api:
             async def grid_view():
