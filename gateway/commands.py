@@ -25,7 +25,8 @@ class CommandError(Exception):
 
     Codes: forbidden, unknown_target, offline, busy, timeout, invalid (the request), call_error (the charger
     answered with a CALLERROR), bad_answer (the charger's answer breaks the schema), rejected (the charger said
-    no, e.g. to a charging profile), unsupported.
+    no, e.g. to a charging profile), unsupported (nothing here can do it), disabled (the part that would is
+    switched off in the config).
     """
 
     def __init__(self, code: str, message: str, details: Any = None) -> None:

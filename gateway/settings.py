@@ -329,6 +329,10 @@ class LoadcapSettings(Section):
     dead_band_w: float = Field(300.0, ge=0, description="A new limit that differs less than this is not sent")
     ramp_step_w: float = Field(3000.0, gt=0, description="Largest increase of one EVSE's limit at a time")
     ramp_interval_s: float = Field(2.0, ge=0, description="Time between two increases of one EVSE's limit")
+    margin_w: float = Field(
+        500.0, ge=0, description="The EVs are steered to keep the import this far below the limit (a third of it "
+        "per phase): room for the building's swings between two measurements"
+    )
     demand_margin_w: float = Field(
         1000.0, ge=0, description="A car drawing less than its limit keeps this much above its draw; the rest goes "
         "to the others"

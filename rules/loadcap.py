@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,12 +61,15 @@ SETTLE_S = 5.0  # a car follows a new limit within this (IEC 61851-1); a draw me
 
 @dataclass
 class Sent:
-    """What an EVSE was told, and when (``raised``: wall clock, to compare with when a draw was measured)."""
+    """What an EVSE was told, and when: ``at`` and ``increased_at`` on the loop's clock (for renewals and
+    ramps), ``changed`` on the wall clock (when the charger took its present limit: to compare with when a
+    draw or the grid was measured)."""
 
     limit_w: float
     at: float
     increased_at: float
-    raised: datetime
+    changed: datetime
+    before_w: float | None = None  # its limit before that change (None: it ran on the default profile)
 
 
 class LoadCap:
@@ -89,7 +93,7 @@ class LoadCap:
         self.failsafe = False
         self.actor = Actor("loadcap", Role.operator, "loadcap", automatic=True)
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self.sending: dict[str, float] = {}  # limits on their way to the chargers
+        self.sending: dict[str, tuple[float, datetime]] = {}  # limits on their way to the chargers, since when
         self.lifted: dict[str, float] = {}  # charger -> when its ceiling was last sent
         self._tasks: set[asyncio.Task[None]] = set()
         paths = {c.id: self.path(c) for c in site.chargers.values()}
@@ -171,18 +175,19 @@ class LoadCap:
             self.image.update({evse_point(charger_id, int(evse), "limit_w"): None,
                                evse_point(charger_id, int(evse), "limit_reason"): ""})  # fmt: skip
         self.allocation = allocation
-        sending = self.shape(snap, allocation, now)
-        for key, limit_w in sending.items():
+        limits = self.shape(snap, allocation, now)
+        told = {k: s.limit_w for k, s in self.sent.items()} | {k: w for k, (w, _) in self.sending.items()}
+        news = any(k not in told or abs(told[k] - v) > EPS for k, v in limits.items())  # renewals aside
+        for key, limit_w in limits.items():
             self._send(key, limit_w, phases[key], now)
         for charger_id in {key.split("/")[0] for key in allocation}:
             self._lift(self.site.chargers[charger_id], now)
         self._publish(snap)
-        news = {k: v for k, v in sending.items() if k not in self.sent or abs(self.sent[k].limit_w - v) > EPS}
-        if news:  # an allocation change the chargers are told of (renewals aside)
+        if news:  # an allocation change the chargers are told of
             room = headroom(snap)["site"]
             self._spawn(self.events.record("allocation", {
                 "headroom_w": None if room == float("inf") else round(room, 1), "failsafe": self.failsafe,
-                "limits": {k: {"target_w": a.limit_w, "sent_w": sending.get(k), "reason": a.reason}
+                "limits": {k: {"target_w": a.limit_w, "sent_w": limits.get(k), "reason": a.reason}
                            for k, a in allocation.items()},
             }))  # fmt: skip
 
@@ -192,6 +197,7 @@ class LoadCap:
         """The site now, as the allocator sees it; and how many phases each session draws on."""
         voltage = self.site.voltage_v
         demands, phases = [], {}
+        grid = self._grid()
         for charger in self.site.chargers.values():
             if charger.id not in self.prepared:
                 continue
@@ -203,7 +209,7 @@ class LoadCap:
                 phases[key] = len(used)
                 manual = self.manual.get(key) if self.mode == "manual" else None
                 sent = self.sent.get(key)
-                draw, settled = self._draw(charger.id, evse, sent)
+                draw, settled = self._draw(charger.id, evse, sent, grid[2] if grid else None)
                 demands.append(Demand(
                     key=key, phases=_site_phases(charger, used), min_w=self.cfg.min_current_a * voltage * len(used),
                     max_w=min(charger.max_w, manual if manual is not None else charger.max_w),
@@ -211,11 +217,12 @@ class LoadCap:
                     priority=charger.priority, groups=self.path(charger), draw_w=draw,
                     limit_w=sent.limit_w if sent and settled else None,
                 ))  # fmt: skip
-        grid = self._grid()
         controlled = sum(d.draw_w or 0.0 for d in demands)
         limit_w, phase_limits = self.site_limit()
+        margin = self.cfg.margin_w  # steer below the limit, not at it: the building moves between measurements
         snap = Snapshot(
-            demands=tuple(demands), limit_w=limit_w, phase_limit_w=phase_limits,
+            demands=tuple(demands), limit_w=None if limit_w is None else max(0.0, limit_w - margin),
+            phase_limit_w=None if phase_limits is None else tuple(max(0.0, w - margin / 3) for w in phase_limits),
             grid_w=grid[0] if grid else controlled, grid_phase_w=grid[1] if grid else None,
             group_limit_w=self.group_limits(),
             failsafe_w=(self.settings.site.fallback_limit_w or 0.0) if self.site.grid_meter and grid is None else None,
@@ -248,8 +255,8 @@ class LoadCap:
             found.append(f"charger:{charger.id}")
         return tuple(found)
 
-    def _grid(self) -> tuple[float, tuple[float, float, float] | None] | None:
-        """(import, per phase) from the grid meter; None when it is stale or there is none."""
+    def _grid(self) -> tuple[float, tuple[float, float, float] | None, datetime] | None:
+        """(import, per phase, when measured) from the grid meter; None when it is stale or there is none."""
         if not self.site.grid_meter:
             return None
         total = self.image.get(f"meters/{self.site.grid_meter}/power_w")
@@ -259,23 +266,33 @@ class LoadCap:
         per_phase = None
         if all(p is not None and p.quality == Quality.good and p.value is not None for p in parts):
             per_phase = tuple(float(p.value) for p in parts)  # type: ignore[union-attr]
-        return float(total.value), per_phase  # type: ignore[return-value]
+        return float(total.value), per_phase, total.ts  # type: ignore[return-value]
 
-    def _draw(self, charger_id: str, evse: int, sent: Sent | None = None) -> tuple[float | None, bool]:
-        """What the EVSE draws, as far as we can tell, and whether that was measured after its last raise had
-        time to take effect (only then does a draw below the limit say the car takes less).
+    def _draw(self, charger_id: str, evse: int, sent: Sent | None = None,
+              grid_at: datetime | None = None) -> tuple[float | None, bool]:  # fmt: skip
+        """What the EVSE drew when the grid was read (at `grid_at`), as far as we can tell, and whether its draw
+        was measured after its present limit had time to take effect (only then does a draw below the limit
+        say the car takes less).
 
-        Never more than the limit it has accepted: after a cut the measured draw is old, and counting it would
-        take the cars' part of the grid reading for the building's and make room that is not there."""
+        The grid reading and the chargers' meter values are taken at different moments: a limit that changed
+        in between makes the measured draw say nothing. Then the EVSE counts at the limit it had when the grid
+        was read: should the car take less, the building is underestimated by exactly the power it leaves
+        unused, and the site stays under; counting an old draw instead would take the cars' change for the
+        building's -- a raise would look like a load step, a cut like room that is not there."""
         point = self.image.get(evse_point(charger_id, evse, "power_w"))
         if point is None or point.quality == Quality.bad or point.value is None:
             return None, False
         draw = max(0.0, float(point.value))
-        if (sending := self.sending.get(f"{charger_id}/{evse}")) is not None:
-            draw = min(draw, sending)  # a cut on its way may already hold (the charger acts before it answers)
-        if sent is None:
-            return draw, True
-        return min(draw, sent.limit_w), point.ts >= sent.raised + timedelta(seconds=SETTLE_S)
+        settled = True
+        if sent is not None:
+            settled = point.ts >= sent.changed + timedelta(seconds=SETTLE_S)
+            then = sent.limit_w if grid_at is None or grid_at >= sent.changed or sent.before_w is None \
+                else sent.before_w  # fmt: skip
+            draw = min(draw, then) if settled else then
+        sending = self.sending.get(f"{charger_id}/{evse}")
+        if sending is not None and (grid_at is None or grid_at >= sending[1]):
+            draw = min(draw, sending[0])  # a cut on its way may already hold (the charger acts before it answers)
+        return draw, settled
 
     def _phases_used(self, charger: Charger, evse: int) -> tuple[int, ...]:
         """The charger's phases the car draws on: those carrying current while it charges, else all it has."""
@@ -300,7 +317,8 @@ class LoadCap:
             elif target > in_force + self.cfg.dead_band_w and (
                 sent is None or now - sent.increased_at >= self.cfg.ramp_interval_s
             ):
-                planned[d.key] = min(target, in_force + self.cfg.ramp_step_w)
+                planned[d.key] = min(target, max(in_force + self.cfg.ramp_step_w, d.min_w))  # a car resumes at
+                # its minimum at least: below it, it would stay paused
             else:
                 planned[d.key] = in_force if sent else target
         if not _fits(snap, planned):
@@ -321,7 +339,9 @@ class LoadCap:
             turn = self.turns.get(key)
             if turn is None or turn.on != on:
                 charger = self.site.chargers[key.split("/")[0]]
-                self.turns[key] = Turn(key, charger.priority, on, now)
+                # The minimum off time spares a car that was charging; one that never began may begin at once.
+                since = now if turn is not None or on else -math.inf
+                self.turns[key] = Turn(key, charger.priority, on, since)
 
     def _failsafe(self, on: bool) -> None:
         if on != self.failsafe:
@@ -364,7 +384,7 @@ class LoadCap:
         increase = previous is not None and limit_w > previous.limit_w + EPS
 
         async def send() -> None:
-            self.sending[key] = limit_w
+            self.sending[key] = (limit_w, utcnow())
             try:
                 await self.commands.execute(SetChargingLimit(charger_id, int(evse), limit_w, "dynamic", phases,
                                                              self.cfg.profile_validity_s), self.actor)  # fmt: skip
@@ -373,9 +393,11 @@ class LoadCap:
                 return
             finally:
                 self.sending.pop(key, None)
-            raised = previous is None or increase
-            self.sent[key] = Sent(limit_w, now, now if raised else previous.increased_at,
-                                  utcnow() if raised else previous.raised)  # type: ignore[union-attr]
+            if previous is None or abs(limit_w - previous.limit_w) > EPS:
+                self.sent[key] = Sent(limit_w, now, now if increase or previous is None else previous.increased_at,
+                                      utcnow(), previous.limit_w if previous else None)  # fmt: skip
+            else:  # renewed
+                self.sent[key] = replace(previous, at=now)
             self.image.set(evse_point(charger_id, int(evse), "limit_w"), limit_w)
 
         self._inflight[key] = self._spawn(send())
@@ -402,7 +424,7 @@ class LoadCap:
     def _publish(self, snap: Snapshot) -> None:
         room = headroom(snap)["site"]
         values: dict[str, Any] = {
-            "site/limit_w": snap.limit_w, "site/mode": self.mode, "site/failsafe": self.failsafe,
+            "site/limit_w": self.site_limit()[0], "site/mode": self.mode, "site/failsafe": self.failsafe,
             "site/ev_power_w": sum(d.draw_w or 0.0 for d in snap.demands),
             "site/headroom_w": None if room == float("inf") else round(room, 1),
         }  # fmt: skip
@@ -423,7 +445,7 @@ class LoadCap:
 
     def _must_be_active(self) -> None:
         if not self.active:
-            raise CommandError("unsupported", "the load cap is off: it needs loadcap.enabled and a site limit "
+            raise CommandError("disabled", "the load cap is off: it needs loadcap.enabled and a site limit "
                                "(site.limit_w or limit_a, a limit_schedule or a group limit)")  # fmt: skip
 
     async def _set_site_limit(self, cmd: SetSiteLimit) -> dict[str, Any]:

@@ -39,7 +39,8 @@ heartbeat_interval_s = 60
 listen = "127.0.0.1:{web_port}"
 
 [site]
-limit_w = 100000
+limit_w = {site_limit_w}
+{site}
 
 [[chargers]]
 id = "CP16"
@@ -55,6 +56,21 @@ id = "CPBB"
 password = "password-of-CPBB"
 """
 
+# The site's grid meter: a simulated SDM630 on loopback (`port` to fill in), polled fast, stale soon.
+GRID_METER = """
+[[meters]]
+id = "grid"
+driver = "modbus"
+host = "127.0.0.1"
+port = {port}
+unit = 1
+profile = "eastron-sdm630"
+poll_s = 0.1
+stale_after_s = 0.8
+timeout_s = 0.3
+max_backoff_s = 0.4
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -63,13 +79,15 @@ def free_port() -> int:
 
 
 def write_config(directory: Path, extra: str = "", call_timeout_s: float = 5.0, ocpp_port: int = 0,
-                 web_port: int = 0, loadcap: bool = False) -> Path:  # fmt: skip
-    """The base site plus `extra`. The load cap stays off unless asked for (its own [loadcap] may be in
-    `extra`): it talks to every charger at connect, which tests of other parts would hear."""
+                 web_port: int = 0, loadcap: bool = False, site_limit_w: float = 100000,
+                 site: str = "") -> Path:  # fmt: skip
+    """The base site (`site`: more lines of its [site] table) plus `extra`. The load cap stays off unless asked
+    for (its own [loadcap] may be in `extra`): it talks to every charger at connect, which tests of other parts
+    would hear."""
     path = directory / "evedge.toml"
     path.write_text(
         BASE_CONFIG.format(state_dir=directory / "state", ocpp_port=ocpp_port, web_port=web_port,
-                           call_timeout_s=call_timeout_s)
+                           call_timeout_s=call_timeout_s, site_limit_w=site_limit_w, site=textwrap.dedent(site))
         + ("" if loadcap else "\n[loadcap]\nenabled = false\n") + textwrap.dedent(extra)
     )
     return path

@@ -88,6 +88,7 @@ class GridMeterModel:
     ev_power_w: Callable[[], tuple[float, float, float]]
     base_w: float = 15000.0  # the building at night
     peak_w: float = 35000.0  # ... and early in the afternoon
+    noise_w: float = 500.0  # the building's load moves by up to this from one read to the next
     voltage_v: float = 230.0
     clock: Callable[[], datetime] = utcnow
     energy_import_wh: float = 12_345_000.0
@@ -98,7 +99,7 @@ class GridMeterModel:
     def building_w(self, now: datetime) -> float:
         hour = now.hour + now.minute / 60
         daylight = max(0.0, math.sin(math.pi * (hour - 6) / 16)) if 6 <= hour <= 22 else 0.0
-        return self.base_w + (self.peak_w - self.base_w) * daylight + self.rng.uniform(-500, 500)
+        return self.base_w + (self.peak_w - self.base_w) * daylight + self.rng.uniform(-self.noise_w, self.noise_w)
 
     def values(self) -> dict[str, float]:
         now = self.clock()

@@ -7,22 +7,10 @@ import pytest
 
 from drivers.modbus.registers import load_profile
 from gateway.settings import load_settings
-from tests.conftest import running_gateway, write_config
+from tests.conftest import GRID_METER, running_gateway, write_config
 from tests.integration.test_modbus import SITE, serving, sim_meter
 
-METERS = """
-[[meters]]
-id = "grid"
-driver = "modbus"
-host = "127.0.0.1"
-port = {port}
-unit = 1
-profile = "eastron-sdm630"
-poll_s = 0.1
-stale_after_s = 0.8
-timeout_s = 0.3
-max_backoff_s = 0.4
-
+METERS = GRID_METER + """
 [[meters]]
 id = "cp16-supply"
 driver = "modbus"
