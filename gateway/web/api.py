@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,7 +31,7 @@ API_VERSION = "v1"
 MAX_ROWS = 10000  # per response: a page bigger than this would hold the event loop (and the chargers) too long
 # How each refusal of the command door reads over HTTP.
 _STATUS = {"forbidden": 403, "unknown_target": 404, "offline": 409, "rejected": 409, "busy": 429, "timeout": 504,
-           "invalid": 422, "call_error": 502, "bad_answer": 502, "unsupported": 501}  # fmt: skip
+           "invalid": 422, "call_error": 502, "bad_answer": 502, "unsupported": 501, "disabled": 409}  # fmt: skip
 
 
 @dataclass
@@ -61,6 +63,15 @@ def create_app(ctx: WebContext) -> FastAPI:
         if exc.code == "call_error":  # the charger's own refusal, as it sent it
             return JSONResponse({"callError": exc.details}, status_code=_STATUS[exc.code])
         return JSONResponse(exc.as_json(), status_code=_STATUS.get(exc.code, 500))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        try:
+            return JSONResponse({"detail": errors}, status_code=422)
+        except ValueError:  # a body with NaN or Infinity (FastAPI's JSON reads them) cannot be echoed: no inputs
+            return JSONResponse({"detail": [{k: v for k, v in e.items() if k != "input"} for e in errors]},
+                                status_code=422)  # fmt: skip
 
     return app
 
@@ -213,7 +224,7 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-Watts = Annotated[float | None, Field(ge=0, le=1e9, description="W; null lifts the limit")]
+Watts = Annotated[float | None, Field(ge=0, le=1e9, allow_inf_nan=False, description="W; null lifts the limit")]
 
 
 class SiteLimitBody(_Body):
