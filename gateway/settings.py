@@ -348,7 +348,8 @@ class LoadcapSettings(Section):
 
 
 class LimitScheduleSettings(Section):
-    cron: str = Field(description='From these moments on (crontab: "minute hour day month weekday")...')
+    cron: str = Field(description='From these moments on (crontab: "minute hour day month weekday", weekdays by '
+                      "name: mon-fri)...")
     limit_w: float = Field(gt=0, description="... the site limit is this, until the next entry's moment")
 
 

@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -90,16 +90,25 @@ def scheduled_limit(entries: list[LimitScheduleSettings], at: datetime, tz: Zone
 
 
 def _last_fire(trigger: CronTrigger, at: datetime) -> datetime | None:
-    """The trigger's latest moment at or before `at`, looking back a week (every entry repeats within one)."""
-    moment, found = trigger.get_next_fire_time(None, at - timedelta(days=8)), None
-    while moment is not None and moment <= at:
-        found = moment
-        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
-    return found
+    """The trigger's latest moment at or before `at` (None: none in five years). It looks back twice as far each
+    round: an every-minute line takes one step, a yearly one (a season's limit) a few dozen."""
+    # In UTC: aware datetimes in one zone add and compare by wall clock, which repeats an hour when summer time
+    # ends (moment + 1 s would go back an hour there, and the loop would never end).
+    at, back = at.astimezone(UTC), timedelta(minutes=1)
+    while back < timedelta(days=5 * 366):
+        moment, found = trigger.get_next_fire_time(None, at - back), None
+        while moment is not None and moment <= at:
+            found = moment = moment.astimezone(UTC)
+            moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+        if found is not None or moment is None:  # None: it never comes (a 30 February)
+            return found
+        back *= 2
+    return None
 
 
 def check(settings: Settings) -> list[str]:
-    """Cron lines, windows and the time zone that do not parse, for check-config."""
+    """Cron lines, windows and the time zone that do not parse, weekday numbers, EVSEs that are not there; for
+    check-config."""
     problems = []
     try:
         tz = ZoneInfo(settings.site.timezone)
@@ -110,12 +119,22 @@ def check(settings: Settings) -> list[str]:
             CronTrigger.from_crontab(entry.cron, timezone=tz)
         except ValueError as e:
             problems.append(f"limit_schedule[{n}].cron: {entry.cron!r}: {e}")
+            continue
+        if re.search(r"\d", entry.cron.split()[4]):
+            problems.append(f"limit_schedule[{n}].cron: {entry.cron!r}: give the weekdays by name (mon-fri): "
+                            "APScheduler 3 counts 0 as Monday, crontab as Sunday")  # fmt: skip
+    evses = {c.id: c.evses for c in settings.chargers}
     for group in settings.activation_groups:
         for window in group.windows:
             try:
                 parse_window(window)
             except ValueError as e:
                 problems.append(f"activation_groups.{group.id}.windows: {e}")
+        for member in group.connectors:  # the charger ids are checked with the settings
+            charger_id, slash, evse = member.partition("/")
+            if slash and charger_id in evses and not (evse.isdigit() and 1 <= int(evse) <= evses[charger_id]):
+                problems.append(f"activation_groups.{group.id}.connectors: {member!r}: {charger_id} has EVSEs 1 "
+                                f"to {evses[charger_id]}")  # fmt: skip
     return problems
 
 
