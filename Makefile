@@ -18,6 +18,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/ocpp_throughput.py
 	$(BIN)/python bench/modbus_poll.py
+	$(BIN)/python bench/loadcap.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
