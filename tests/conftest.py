@@ -160,6 +160,17 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
 
 
 @contextlib.asynccontextmanager
+async def in_background(coro: Any) -> AsyncIterator[asyncio.Task[Any]]:
+    """Run a part (a driver, a server) while the block runs; cancel it and wait for it after."""
+    task = asyncio.create_task(coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
 async def connected(*chargers: SimCharger) -> AsyncIterator[None]:
     """Run simulated chargers until the block ends; enter once every one is connected and booted."""
     tasks = [asyncio.create_task(c.run()) for c in chargers]

@@ -3,7 +3,6 @@ restarts (and forgets its subscriptions), an object it does not have."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -13,7 +12,7 @@ from drivers.bacnet import BacnetDriver, check
 from gateway.points import ProcessImage, Quality
 from gateway.settings import BacnetMeter, BacnetSettings, Settings
 from tests.bacnet_device import BacnetTestPeer, free_udp_port
-from tests.conftest import eventually
+from tests.conftest import eventually, in_background
 
 POINTS = {"power_w": "analog-input,1", "setpoint_c": "analogValue,2", "heating_on": "binary-input,3"}
 
@@ -34,12 +33,8 @@ async def reading(device_port: int, **settings) -> AsyncIterator[tuple[ProcessIm
     stack = BacnetSettings(address=f"127.0.0.1/24:{free_udp_port()}", apdu_timeout_s=0.3, retries=0)
     image = ProcessImage()
     driver = BacnetDriver(stack, [meter], image)
-    task = asyncio.create_task(driver.run())
-    try:
+    async with in_background(driver.run()):
         yield image, driver
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_present_values_are_read():

@@ -14,7 +14,7 @@ from drivers.modbus.registers import MapError, load_profile, meter_map, profile_
 from gateway.points import ProcessImage, Quality
 from gateway.settings import ModbusTcpMeter, RegisterSettings
 from gateway.sim.meter import SimMeter, SimModbusServer
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually, free_port, in_background
 
 # A site exporting (negative power) with counters well past what 16 bits or a small float hold.
 SITE = {
@@ -33,25 +33,17 @@ def sim_meter(unit: int, register_map, values: dict) -> SimMeter:
 async def serving(*meters: SimMeter, port: int | None = None) -> AsyncIterator[int]:
     port = port or free_port()
     started = asyncio.Event()
-    task = asyncio.create_task(SimModbusServer(list(meters)).serve_tcp("127.0.0.1", port, started))
-    await asyncio.wait_for(started.wait(), 10)
-    try:
+    async with in_background(SimModbusServer(list(meters)).serve_tcp("127.0.0.1", port, started)):
+        await asyncio.wait_for(started.wait(), 10)
         yield port
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
 async def polling(*meters: ModbusTcpMeter) -> AsyncIterator[ProcessImage]:
     image = ProcessImage()
     driver = ModbusDriver(list(meters), image)
-    task = asyncio.create_task(driver.run())
-    try:
+    async with in_background(driver.run()):
         yield image
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def meter(meter_id: str, port: int, **settings) -> ModbusTcpMeter:

@@ -3,7 +3,6 @@ of subscribing, a secured endpoint with a user."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from drivers.opcua_client import OpcuaDriver, check
 from gateway.points import ProcessImage, Quality
 from gateway.settings import OpcuaMeter, Settings
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually, free_port, in_background
 
 LOAD = "ns=2;s=Building.LoadW"
 MODE = "ns=2;s=Building.Mode"
@@ -65,12 +64,8 @@ def meter(port: int, **settings) -> OpcuaMeter:
 async def following(settings: OpcuaMeter, tmp_path) -> AsyncIterator[tuple[ProcessImage, OpcuaDriver]]:
     image = ProcessImage()
     driver = OpcuaDriver([settings], image, tmp_path)
-    task = asyncio.create_task(driver.run())
-    try:
+    async with in_background(driver.run()):
         yield image, driver
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_changes_follow_through_a_subscription_and_survive_a_restart(tmp_path):
