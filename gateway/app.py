@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import drivers.bacnet
+from bridges.opcua_server import OpcuaServer
 import drivers.modbus
 import drivers.opcua_client
 from drivers.bacnet import BacnetDriver
@@ -89,6 +90,8 @@ class App:
         self.loadcap = LoadCap(settings, self.site, self.image, self.commands, self.store.events)
         self.loadcap.register(self.commands)
         self.schedules = Schedules(settings, self.image, self.commands)
+        self.opcua_server = (OpcuaServer(settings, self.site, self.image, self.commands, self.store)
+                             if settings.opcua else None)  # fmt: skip
         self.web: WebServer | None = None
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
@@ -104,10 +107,16 @@ class App:
                 parts[name] = part.health()
         if self.loadcap.active:
             parts["loadcap"] = self.loadcap.health()
+        for name, bridge in self._bridges():
+            if bridge is not None:
+                parts[name] = bridge.health()
         return parts
 
     def _field_drivers(self) -> list[tuple[str, Any]]:
         return [("modbus", self.modbus), ("opcua_client", self.opcua), ("bacnet", self.bacnet)]
+
+    def _bridges(self) -> list[tuple[str, Any]]:
+        return [("opcua_server", self.opcua_server)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -126,7 +135,7 @@ class App:
                 tasks.create_task(supervised("housekeeping", self._housekeeping), name="housekeeping")
                 tasks.create_task(supervised("attached-meters", lambda: mirror(self.site, self.image)),
                                   name="attached-meters")  # fmt: skip
-                for name, part in self._field_drivers():
+                for name, part in self._field_drivers() + self._bridges():
                     if part is not None:
                         tasks.create_task(supervised(name, part.run), name=name)
                 if self.loadcap.active:

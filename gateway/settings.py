@@ -368,6 +368,72 @@ class StoreSettings(Section):
     audit_days: int = Field(730, ge=1, description="Audit records older than this are pruned")
 
 
+class OutboxSettings(Section):
+    max_mb: float = Field(
+        256.0, gt=0, description="Disk budget of the messages waiting for a receiver (their payload bytes); when it "
+        "is reached the oldest telemetry is dropped, never transactions, alarms or lifecycle events"
+    )
+    min_free_mb: float = Field(
+        100.0, ge=0, description="Free space kept on the state directory's disk: below it, queued telemetry is "
+        "halved (oldest first) until there is room again"
+    )
+
+
+class MqttSettings(Section):
+    host: str = Field(min_length=1, description="Broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is the usual one with TLS)")
+    version: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    client_id: str | None = Field(None, description="Client id at the broker (default: evedge-{gateway.id})")
+    username: str | None = Field(None, description="User name at the broker")
+    password: SecretStr | None = Field(None, description="Password at the broker")
+    tls: bool = Field(False, description="Connect over TLS (the broker's certificate checked against ca_file)")
+    ca_file: Path | None = Field(None, description="CA certificate(s) the broker's certificate must chain to "
+                                 "(PEM; default: the system's)")  # fmt: skip
+    cert_file: Path | None = Field(None, description="Client certificate (PEM), for brokers that authenticate by "
+                                   "certificate")  # fmt: skip
+    key_file: Path | None = Field(None, description="The client certificate's private key (PEM)")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive")
+    reconnect_max_s: float = Field(60.0, gt=0, description="Longest wait between two connection attempts")
+    telemetry_interval_s: float = Field(
+        10.0, gt=0, description="The changed points are batched into one durable telemetry message this often"
+    )
+    state_interval_s: float = Field(
+        1.0, gt=0, description="Retained state topics are republished at most this often (latest values)"
+    )
+    max_inflight: int = Field(20, ge=1, le=1000, description="Durable messages sent before their PUBACKs come back")
+    command_role: Literal["guest", "operator", "admin"] = Field(
+        "operator", description="Role of commands received at .../cmd/...: guest refuses every action"
+    )
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> MqttSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class OpcuaServerSettings(Section):
+    listen: Listen = Field("0.0.0.0:4840", description="opc.tcp://HOST:PORT/evedge")
+    allow_none: bool = Field(
+        False, description="Also offer the None security policy (no signing, no encryption): lab use only"
+    )
+    allow_anonymous: bool = Field(False, description="Let clients in without a user (read only, guest role)")
+    certificate: Path | None = Field(
+        None, description="Server certificate (DER or PEM); default: {state_dir}/opcua/server-cert.der, made at "
+        "first start"
+    )
+    private_key: Path | None = Field(None, description="The server certificate's private key (PEM)")
+    min_interval_s: float = Field(
+        0.5, ge=0.05, description="Point changes reach the address space at most this often (coalesced)"
+    )
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> OpcuaServerSettings:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("certificate and private_key go together")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one gateway."""
 
@@ -385,6 +451,9 @@ class Settings(BaseSettings):
     limit_schedule: list[LimitScheduleSettings] = Field(default_factory=list)
     activation_groups: list[ActivationGroupSettings] = Field(default_factory=list, max_length=10)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    mqtt: MqttSettings | None = Field(None, description="The MQTT bridge runs when this section is present")
+    opcua: OpcuaServerSettings | None = Field(None, description="The OPC UA server runs when this section is present")
 
     def charger(self, charger_id: str) -> ChargerSettings | None:
         return next((c for c in self.chargers if c.id == charger_id), None)

@@ -2,7 +2,7 @@
 
 ``Store`` opens the database and hands out one object per concern: ``transactions`` (sessions and meter
 values), ``chargers`` (boot info, presence, status, refused ids), ``audit``, ``accounts`` (users, tokens),
-``events`` (what happened on the site).
+``events`` (what happened on the site), ``outbox`` (north-bound messages until acknowledged).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.chargers import Chargers
 from gateway.store.db import Database
 from gateway.store.events import Events
+from gateway.store.outbox import Outbox
 from gateway.store.transactions import Sample, Transaction, Transactions
 
 __all__ = ["Store", "Sample", "Transaction", "DB_NAME"]
@@ -27,11 +28,12 @@ DB_NAME = "evedge.db"
 class Store:
     def __init__(self, state_dir: Path, busy_timeout_ms: int = 10000) -> None:
         self.db = Database(state_dir / DB_NAME, busy_timeout_ms)
-        self.transactions = Transactions(self.db)
-        self.chargers = Chargers(self.db)
+        self.outbox = Outbox(self.db)
+        self.events = Events(self.db, self.outbox)
+        self.transactions = Transactions(self.db, self.events)
+        self.chargers = Chargers(self.db, self.events)
         self.audit = AuditLog(self.db)
         self.accounts = Accounts(self.db)
-        self.events = Events(self.db)
 
     async def open(self) -> Store:
         await self.db.open()

@@ -10,14 +10,16 @@ import aiosqlite
 
 from gateway.clock import iso
 from gateway.store.db import Database
+from gateway.store.events import Events
 
 
 MAX_PENDING = 1000  # refused ids listed at most
 
 
 class Chargers:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, events: Events) -> None:
         self.db = db
+        self.events = events
 
     async def connected(self, charger_id: str, ocpp_version: str, at: datetime) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
@@ -29,11 +31,16 @@ class Chargers:
             )
             # An accepted id is no longer waiting for a technician.
             await conn.execute("DELETE FROM pending_chargers WHERE id = ?", (charger_id,))
+            await self.events.within(conn, "charger_online", {"charger": charger_id, "ocpp_version": ocpp_version}, at)
 
         await self.db.write(op)
 
     async def disconnected(self, charger_id: str, at: datetime) -> None:
-        await self.db.execute("UPDATE chargers SET last_disconnected = ? WHERE id = ?", (iso(at), charger_id))
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute("UPDATE chargers SET last_disconnected = ? WHERE id = ?", (iso(at), charger_id))
+            await self.events.within(conn, "charger_offline", {"charger": charger_id}, at)
+
+        await self.db.write(op)
 
     async def booted(self, charger_id: str, at: datetime, vendor: str, model: str, serial: str | None,
                      firmware: str | None) -> None:  # fmt: skip
@@ -44,12 +51,26 @@ class Chargers:
 
     async def status(self, charger_id: str, evse: int, connector: int, status: str, error_code: str | None,
                      info: str | None, at: datetime) -> None:  # fmt: skip
-        await self.db.execute(
-            "INSERT INTO connector_status (charger_id, evse, connector, status, error_code, info, ts) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (charger_id, evse, connector) DO UPDATE SET "
-            "status = excluded.status, error_code = excluded.error_code, info = excluded.info, ts = excluded.ts",
-            (charger_id, evse, connector, status, error_code, info, iso(at)),
-        )
+        """The latest status of a connector; a change (status or error code) is an event."""
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            cursor = await conn.execute(
+                "SELECT status, error_code FROM connector_status WHERE charger_id = ? AND evse = ? AND connector = ?",
+                (charger_id, evse, connector),
+            )
+            before = await cursor.fetchone()
+            await conn.execute(
+                "INSERT INTO connector_status (charger_id, evse, connector, status, error_code, info, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (charger_id, evse, connector) DO UPDATE SET "
+                "status = excluded.status, error_code = excluded.error_code, info = excluded.info, ts = excluded.ts",
+                (charger_id, evse, connector, status, error_code, info, iso(at)),
+            )
+            if before is None or tuple(before) != (status, error_code):
+                await self.events.within(conn, "status", {
+                    "charger": charger_id, "evse": evse, "connector": connector, "status": status,
+                    "error_code": error_code, "info": info}, at)  # fmt: skip
+
+        await self.db.write(op)
 
     async def event(self, charger_id: str, action: str, payload: dict[str, Any], at: datetime) -> None:
         """A report the charger sent that is not about a session (NotifyEvent, DataTransfer, ...), as received."""

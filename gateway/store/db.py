@@ -35,6 +35,9 @@ class Database:
         self.commits = 0  # transactions the writer committed (one per batch)
         self.failed_batches = 0  # batches that could not be committed at all (locked, disk full, I/O error)
         self.last_error: str | None = None  # why the last batch failed; None once one commits again
+        # Called with True after each commit, False after each rollback: what an op prepared to tell others
+        # (an event for its listeners) is told only once it is on disk.
+        self.settled_hooks: list[Callable[[bool], None]] = []
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +121,7 @@ class Database:
                 results.append(await op(conn))
             except Exception as error:
                 await _rollback(conn)
+                self._settled(False)
                 if len(batch) == 1:
                     log.error("store write failed: %s", error)
                     _settle(future, error=error)
@@ -129,11 +133,17 @@ class Database:
             await conn.execute("COMMIT")
         except Exception:
             await _rollback(conn)
+            self._settled(False)
             raise
         self.commits += 1
+        self._settled(True)
         self.last_error = None
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
+
+    def _settled(self, committed: bool) -> None:
+        for hook in self.settled_hooks:
+            hook(committed)
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:
@@ -183,6 +193,16 @@ async def migrate(conn: aiosqlite.Connection) -> int:
 
 
 def _statements(sql: str) -> list[str]:
-    # executescript() would commit on its own; split instead (our migrations hold no ';' inside strings).
-    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    # executescript() would commit on its own; split instead, where SQLite says a statement is complete (a
+    # trigger's body holds ';' of its own).
+    statements, current = [], ""
+    for line in sql.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

@@ -18,6 +18,7 @@ import aiosqlite
 
 from gateway.clock import iso, utcnow
 from gateway.store.db import Database
+from gateway.store.events import Events
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,9 @@ class Sample:
 
 
 class Transactions:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, events: Events) -> None:
         self.db = db
+        self.events = events
 
     async def start(
         self,
@@ -114,7 +116,8 @@ class Transactions:
                 )
             if existing is not None:
                 return existing
-            await _close_superseded(conn, charger_id, evse, now)
+            for stale in await _close_superseded(conn, charger_id, evse, now):
+                await self.events.within(conn, "transaction_stopped", stale.as_json())
             cursor = await conn.execute(
                 "INSERT INTO transactions (charger_id, ocpp_id, evse, connector, id_tag, started_at, meter_start_wh, "
                 "meter_last_wh, soc_start, soc_end, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -123,6 +126,7 @@ class Transactions:
             )  # fmt: skip
             found = await _one(conn, "WHERE id = ?", (cursor.lastrowid,))
             assert found is not None
+            await self.events.within(conn, "transaction_started", found.as_json())
             return found
 
         return await self.db.write(op)
@@ -179,7 +183,10 @@ class Transactions:
                 (iso(stopped_at), stop_wh, stop_wh, _energy(found.meter_start_wh, stop_wh), soc, reason, id_tag,
                  iso(stopped_at), transaction_id),
             )  # fmt: skip
-            return await _one(conn, "WHERE id = ?", (transaction_id,))
+            closed = await _one(conn, "WHERE id = ?", (transaction_id,))
+            assert closed is not None
+            await self.events.within(conn, "transaction_stopped", closed.as_json())
+            return closed
 
         return await self.db.write(op)
 
@@ -300,11 +307,12 @@ async def _advance(conn: aiosqlite.Connection, transaction_id: int, samples: lis
     )  # fmt: skip
 
 
-async def _close_superseded(conn: aiosqlite.Connection, charger_id: str, evse: int, now: str) -> None:
-    # One EVSE runs one session: an older one still open here was lost by the charger (a reboot, say).
+async def _close_superseded(conn: aiosqlite.Connection, charger_id: str, evse: int, now: str) -> list[Transaction]:
+    """One EVSE runs one session: an older one still open here was lost by the charger (a reboot, say)."""
     cursor = await conn.execute(
         "SELECT id FROM transactions WHERE charger_id = ? AND evse = ? AND stopped_at IS NULL", (charger_id, evse)
     )
+    closed = []
     for (stale_id,) in await cursor.fetchall():
         log.warning("closing superseded transaction charger=%s evse=%s id=%s", charger_id, evse, stale_id)
         await conn.execute(
@@ -312,6 +320,8 @@ async def _close_superseded(conn: aiosqlite.Connection, charger_id: str, evse: i
             "energy_wh = meter_last_wh - meter_start_wh, stop_reason = 'Superseded', updated_at = ? WHERE id = ?",
             (now, now, stale_id),
         )
+        closed.append(await _one(conn, "WHERE id = ?", (stale_id,)))
+    return closed
 
 
 async def _one(conn: aiosqlite.Connection, where: str, params: tuple) -> Transaction | None:

@@ -33,6 +33,8 @@ def test_parts_import_only_the_core_and_themselves():
         for name in imports(path):
             top = name.split(".")[0]
             if top in PARTS:
+                if rel.parts[0] == "bridges" and name == "bridges.outbox":
+                    continue  # the durable outbox is shared by the bridges that deliver from it (DESIGN.md)
                 assert name == own or name.startswith(own + "."), f"{rel} imports {name}: parts never import each other"
             assert not name.startswith(("gateway.app", "gateway.cli", "gateway.web")), f"{rel} imports {name}"
 
