@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import drivers.bacnet
+from bridges.mqtt import MqttBridge
 from bridges.opcua_server import OpcuaServer
+from bridges.outbox import Outbox
 import drivers.modbus
 import drivers.opcua_client
 from drivers.bacnet import BacnetDriver
@@ -90,6 +92,11 @@ class App:
         self.loadcap = LoadCap(settings, self.site, self.image, self.commands, self.store.events)
         self.loadcap.register(self.commands)
         self.schedules = Schedules(settings, self.image, self.commands)
+        # The outbox fills only when a bridge delivers from it: nobody else would ever empty it.
+        self.store.outbox.enabled = settings.mqtt is not None
+        self.outbox = Outbox(settings, self.image, self.store, settings.mqtt.telemetry_interval_s) \
+            if settings.mqtt else None  # fmt: skip
+        self.mqtt = MqttBridge(settings, self.image, self.store, self.commands) if settings.mqtt else None
         self.opcua_server = (OpcuaServer(settings, self.site, self.image, self.commands, self.store)
                              if settings.opcua else None)  # fmt: skip
         self.web: WebServer | None = None
@@ -116,13 +123,14 @@ class App:
         return [("modbus", self.modbus), ("opcua_client", self.opcua), ("bacnet", self.bacnet)]
 
     def _bridges(self) -> list[tuple[str, Any]]:
-        return [("opcua_server", self.opcua_server)]
+        return [("outbox", self.outbox), ("mqtt", self.mqtt), ("opcua_server", self.opcua_server)]
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
         await self.store.open()
+        await self.store.events.record("gateway_started", {"gateway": self.settings.gateway.id})
         try:
             context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state)
             self.web = WebServer(create_app(context), self.settings.web.listen)
@@ -155,7 +163,7 @@ class App:
                 notify("STOPPING=1")
                 raise _Stopping
         except* _Stopping:
-            pass
+            await self.store.events.record("gateway_stopped", {"gateway": self.settings.gateway.id})
         finally:
             await self.store.close()
 

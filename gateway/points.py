@@ -68,6 +68,10 @@ SCHEMA: dict[str, Kind] = {
     "mode": Kind(str, None, "Load cap mode: automatic or manual"),
     "failsafe": Kind(bool, None, "The grid meter is stale: the EVs together are held to the fallback limit"),
     "session_energy_wh": Kind(float, "Wh", "Energy of the open transaction so far"),
+    "queued": Kind(int, None, "Durable messages waiting for their receiver"),
+    "queued_bytes": Kind(int, "B", "Their size (payload bytes)"),
+    "dropped": Kind(int, None, "Telemetry messages dropped to keep the disk budget (since the store was made)"),
+    "oldest_age_s": Kind(float, "s", "Age of the oldest waiting message (0 when none waits)"),
 }
 for _phase in ("l1", "l2", "l3"):
     SCHEMA[f"power_w_{_phase}"] = Kind(float, "W", f"Active power, phase {_phase.upper()}")

@@ -9,6 +9,8 @@ forever. Loops that call such libraries check after each round.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 
 def raise_if_cancelled() -> None:
@@ -16,3 +18,22 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def first_to_end(*coros: Coroutine[Any, Any, Any]) -> None:
+    """Run the coroutines together until one of them ends; cancel the others; raise what the first raised.
+
+    A TaskGroup whose body only waits would do, but on Python 3.11 a child failing while the parent already
+    waits in the group's exit leaves the parent marked as cancelled (fixed in 3.12): the next
+    raise_if_cancelled() would then end a part that only lost a connection.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

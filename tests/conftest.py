@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -243,3 +245,52 @@ async def wait_http(url: str, timeout: float = 20.0) -> None:
 
     await eventually(up, timeout, 0.1)
 
+
+
+# -- a real MQTT broker -----------------------------------------------------------------------------------------
+
+
+class Broker:
+    """Mosquitto on a free loopback port, with persistence (a restart keeps sessions and queued messages)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text(textwrap.dedent(f"""\
+            listener {self.port} 127.0.0.1
+            allow_anonymous true
+            persistence true
+            persistence_location {directory}/
+            autosave_interval 1
+            log_dest file {directory}/mosquitto.log
+            """))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(binary):
+            pytest.fail("mosquitto is not installed: `make test` installs it (tools/debian-packages)")
+        self.process = subprocess.Popen([binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"mosquitto did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # it saves its persistence file on the way out
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()

@@ -9,6 +9,7 @@ after a crash. Delivery, budget and telemetry live in ``bridges/outbox.py``; thi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -56,6 +57,14 @@ class Outbox:
         # Off until a receiver exists (the composition root turns it on with a bridge): with nobody to take
         # them, messages would only fill the disk.
         self.enabled = False
+        self.arrived = asyncio.Event()  # set when new messages are committed; the deliverer clears it
+        self._queued_now = False
+        db.settled_hooks.append(self._settled)
+
+    def _settled(self, committed: bool) -> None:
+        if committed and self._queued_now:
+            self.arrived.set()
+        self._queued_now = False
 
     async def put_within(self, conn: aiosqlite.Connection, stream: str, kind: str, payload: Any,
                          at: datetime | None = None) -> None:  # fmt: skip
@@ -65,6 +74,7 @@ class Outbox:
                 "INSERT INTO outbox (id, ts, stream, kind, payload, droppable) VALUES (?, ?, ?, ?, ?, ?)",
                 (uuid.uuid4().hex, iso(at or utcnow()), stream, kind, dumps(payload), int(stream == TELEMETRY)),
             )
+            self._queued_now = True
 
     async def append(self, stream: str, kind: str, payload: Any, at: datetime | None = None) -> None:
         """Queue a message in a commit of its own; returns once it is on disk."""
