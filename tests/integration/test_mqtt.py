@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -324,3 +326,30 @@ async def test_the_bridge_reconnects_when_the_broker_returns(tmp_path, broker: B
         broker.start()
         await eventually(lambda: gw.app.mqtt.connected, timeout=10)
         assert gw.app.mqtt.connections == 2
+
+
+async def test_a_stalled_broker_never_slows_the_chargers(tmp_path, broker: Broker):
+    """The broker hangs (SIGSTOP: the socket stays open, nothing is acknowledged): the chargers are answered as
+    ever, the state feed coalesces (counted), and once the broker wakes up every durable message arrives."""
+    settings = load_settings(write_config(tmp_path, mqtt_section(broker.port, keepalive_s=120)), environ={})
+    async with subscribed(broker.port) as cloud, running_gateway(settings) as gw:
+        await eventually(lambda: gw.app.mqtt.connected)
+        sim = gw.charger("CP16", "1.6")
+        async with connected(sim):
+            await sim.plug_in(1, Ev(capacity_wh=200000, soc=5.0, max_w=11000, id_tag="STALL"))
+            await sim.start_session(1)
+            assert broker.process is not None
+            os.kill(broker.process.pid, signal.SIGSTOP)
+            try:
+                for _ in range(150):  # each one waits for the gateway's answer (a 5 s call timeout)
+                    sim.advance(10)
+                    await sim.send_meter_values(1)
+                energy = sim.evses[1].meter_wh
+                await eventually(lambda: abs(gw.app.image.value("chargers/CP16/evse/1/energy_wh") - energy) < 1)
+                assert gw.app.health()["mqtt"]["state_coalesced"] > 0
+                await sim.stop_session(1, "Local")
+            finally:
+                os.kill(broker.process.pid, signal.SIGCONT)
+            await eventually(lambda: cloud.events("transaction_stopped"), timeout=20)
+            await eventually(lambda: gw.app.image.value("outbox/queued") == 0, timeout=20)
+        assert_gap_free(cloud.durable())
