@@ -254,7 +254,8 @@ class MqttBridge:
 
     def health(self) -> dict[str, Any]:
         return {
-            "status": "connected" if self.connected else "disconnected",
+            "status": "ok" if self.connected else "down",
+            "connected": self.connected,
             "broker": f"{self.settings.host}:{self.settings.port}",
             "connections": self.connections,
             "published": self.published,

@@ -10,7 +10,9 @@ import getpass
 import json
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
@@ -66,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--ocpp-port", type=int, help="OCPP port (default: from the config)")
     demo.add_argument("--web-port", type=int, help="web port (default: from the config)")
     demo.add_argument("--meter-port", type=int, help="the simulated grid meter's Modbus port (default: from the config)")
+    demo.add_argument("--mqtt-port", type=int, help="the MQTT broker's port (default: from the config)")
+    demo.add_argument("--opcua-port", type=int, help="the OPC UA server's port (default: from the config)")
 
     send = command("send", _send, "Send one OCPP request to a charger through the running gateway.")
     config_option(send)
@@ -200,6 +204,10 @@ def _demo(args: argparse.Namespace) -> int:
         overrides["EVEDGE_WEB__LISTEN"] = f"127.0.0.1:{args.web_port}"
     if args.meter_port is not None:
         overrides["EVEDGE_METERS__GRID__PORT"] = str(args.meter_port)
+    if args.mqtt_port is not None:
+        overrides["EVEDGE_MQTT__PORT"] = str(args.mqtt_port)
+    if args.opcua_port is not None:
+        overrides["EVEDGE_OPCUA__LISTEN"] = f"127.0.0.1:{args.opcua_port}"
     settings = _checked_settings(args.config, {**os.environ, **overrides})
     return _serve(settings, _DemoSite(settings))
 
@@ -215,10 +223,17 @@ class _DemoSite:
         self.fleet: list[Any] = []  # the simulated chargers, once they exist
 
     async def equipment(self) -> None:
-        if self.grid is None:
-            self.ready.set()
-            return
-        await _serve_grid_meter(self.fleet, self.grid.host, self.grid.port, self.ready)
+        mqtt = self.settings.mqtt
+        broker = await _start_broker(mqtt.host, mqtt.port, self.settings.gateway.state_dir) if mqtt else None
+        try:
+            if self.grid is None:
+                self.ready.set()
+                await asyncio.Event().wait()
+            await _serve_grid_meter(self.fleet, self.grid.host, self.grid.port, self.ready)
+        finally:
+            if broker is not None and broker.returncode is None:
+                broker.terminate()
+                await broker.wait()
 
     async def chargers(self, app: Any) -> None:
         from gateway.sim.charger import SimSpec
@@ -234,8 +249,39 @@ class _DemoSite:
             for n, c in enumerate(self.settings.chargers)
         ]  # fmt: skip
         self.fleet.extend(make_charger(spec) for spec in specs)
-        print(_demo_banner(web, ocpp, token, specs, self.grid.port if self.grid else None), flush=True)
+        print(_demo_banner(web, ocpp, token, specs, self.grid.port if self.grid else None, self.settings),
+              flush=True)  # fmt: skip
         await run_site(self.fleet)
+
+
+async def _start_broker(host: str, port: int, state_dir: Path) -> asyncio.subprocess.Process | None:
+    """A Mosquitto for the demo's MQTT bridge, unless a broker already listens there (or none is installed:
+    the bridge then keeps trying, as it would on a site whose broker is down)."""
+    if _listening(host, port):
+        return None
+    binary = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if os.path.exists(p)), None)
+    if binary is None:
+        print(f"evedge demo: no mosquitto installed and no broker on {host}:{port}; MQTT stays offline",
+              file=sys.stderr)  # fmt: skip
+        return None
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = state_dir / "mosquitto.conf"
+    config.write_text(f"listener {port} {host}\nallow_anonymous true\n")
+    process = await asyncio.create_subprocess_exec(binary, "-c", str(config), stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+    for _ in range(100):
+        if _listening(host, port) or process.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    return process
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 async def _serve_grid_meter(chargers: list[Any], host: str, port: int, started: asyncio.Event | None = None) -> None:
@@ -250,16 +296,23 @@ async def _serve_grid_meter(chargers: list[Any], host: str, port: int, started: 
     await SimModbusServer([meter]).serve_tcp(host, port, started)
 
 
-def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any], meter_port: int | None) -> str:
+def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any], meter_port: int | None,
+                 settings: Settings) -> str:  # fmt: skip
     versions = ", ".join(f"{s.id} ({s.version})" for s in specs)
     meter = f"modbus://127.0.0.1:{meter_port} unit 1 (Eastron SDM630)" if meter_port else "none"
+    north = ""
+    if settings.mqtt:
+        north += f"\n  MQTT                  mqtt://{settings.mqtt.host}:{settings.mqtt.port} topics evedge/{settings.gateway.id}/#"
+    if settings.opcua:
+        host, port = split_listen(settings.opcua.listen)
+        north += f"\n  OPC UA server         opc.tcp://{host}:{port}/evedge (users: evedge user add NAME --role operator)"
     return f"""
 evedge demo is running -- Ctrl-C stops everything.
 
   OCPP central system   {ocpp}/{{chargePointId}}
   Simulated chargers    {versions}
   Simulated grid meter  {meter}
-  Web and HTTP API      {web}/api/v1/health
+  Web and HTTP API      {web}/api/v1/health{north}
   API documentation     {web}/api/docs
   Admin token           {token}
 

@@ -162,9 +162,10 @@ async def test_send_reaches_the_charger_and_is_audited(tmp_path):
 
 
 async def test_demo_shows_sessions_within_a_minute(tmp_path):
-    ocpp_port, web_port, meter_port = free_port(), free_port(), free_port()
+    ocpp_port, web_port, meter_port, mqtt_port, opcua_port = (free_port() for _ in range(5))
     async with evedge_process("demo", "--state-dir", str(tmp_path / "demo"), "--ocpp-port", str(ocpp_port),
-                              "--web-port", str(web_port), "--meter-port", str(meter_port)) as process:  # fmt: skip
+                              "--web-port", str(web_port), "--meter-port", str(meter_port), "--mqtt-port",
+                              str(mqtt_port), "--opcua-port", str(opcua_port)) as process:  # fmt: skip
         banner = ""
         while "Admin token" not in banner:
             line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -173,6 +174,7 @@ async def test_demo_shows_sessions_within_a_minute(tmp_path):
         token = banner.split("Admin token")[1].split()[0]
         assert f"http://127.0.0.1:{web_port}/api/v1/health" in banner
         assert f"ws://127.0.0.1:{ocpp_port}/ocpp" in banner
+        assert f"mqtt://127.0.0.1:{mqtt_port}" in banner and f"opc.tcp://127.0.0.1:{opcua_port}/evedge" in banner
 
         async def sessions() -> list:
             async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as api:
@@ -184,8 +186,13 @@ async def test_demo_shows_sessions_within_a_minute(tmp_path):
             grid = (await api.get(f"http://127.0.0.1:{web_port}/api/v1/meters")).json()[0]
         assert grid["id"] == "grid" and grid["online"] is True
         assert grid["values"]["power_w"]["value"] > 10000 and grid["values"]["power_w"]["quality"] == "good"
+        async with httpx.AsyncClient() as api:  # every bridge is on: the demo brought its own broker
+            health = (await api.get(f"http://127.0.0.1:{web_port}/api/v1/health")).json()
+        assert health["parts"]["mqtt"]["status"] == "ok" and health["parts"]["outbox"]["status"] == "ok"
         process.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(process.wait(), 30) == 0
+    with pytest.raises(OSError):  # and took it away again
+        socket.create_connection(("127.0.0.1", mqtt_port), timeout=1).close()
 
 
 @pytest.fixture(autouse=True)

@@ -322,7 +322,7 @@ async def test_the_bridge_reconnects_when_the_broker_returns(tmp_path, broker: B
         assert (await retained(broker.port, f"{BASE}/status")) == {"state": "online"}
         broker.stop()
         await eventually(lambda: not gw.app.mqtt.connected, timeout=10)
-        assert gw.app.health()["mqtt"]["status"] == "disconnected"
+        assert gw.app.health()["mqtt"]["status"] == "down"
         broker.start()
         await eventually(lambda: gw.app.mqtt.connected, timeout=10)
         assert gw.app.mqtt.connections == 2
