@@ -78,8 +78,9 @@ class Outbox:
                             budget)  # fmt: skip
             totals = await self.store.outbox.totals()
         age = (utcnow() - parse_iso(totals.oldest_ts)).total_seconds() if totals.oldest_ts else 0.0
-        self.image.update({"outbox/queued": totals.messages, "outbox/queued_bytes": totals.bytes,
-                           "outbox/dropped": totals.dropped, "outbox/oldest_age_s": round(max(age, 0.0), 1)})  # fmt: skip
+        self.image.update({
+            "outbox/queued": totals.messages, "outbox/queued_bytes": totals.bytes, "outbox/dropped": totals.dropped,
+            "outbox/oldest_age_s": round(max(age, 0.0), 1)})  # fmt: skip
         return dropped
 
     def _disk_free_mb(self) -> float:

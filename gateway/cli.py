@@ -302,10 +302,11 @@ def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any], meter_port: 
     meter = f"modbus://127.0.0.1:{meter_port} unit 1 (Eastron SDM630)" if meter_port else "none"
     north = ""
     if settings.mqtt:
-        north += f"\n  MQTT                  mqtt://{settings.mqtt.host}:{settings.mqtt.port} topics evedge/{settings.gateway.id}/#"
+        mqtt = settings.mqtt
+        north += f"\n  MQTT                  mqtt://{mqtt.host}:{mqtt.port} topics evedge/{settings.gateway.id}/#"
     if settings.opcua:
         host, port = split_listen(settings.opcua.listen)
-        north += f"\n  OPC UA server         opc.tcp://{host}:{port}/evedge (users: evedge user add NAME --role operator)"
+        north += f"\n  OPC UA server         opc.tcp://{host}:{port}/evedge (users: evedge user add NAME --role ROLE)"
     return f"""
 evedge demo is running -- Ctrl-C stops everything.
 

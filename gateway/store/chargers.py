@@ -19,7 +19,7 @@ MAX_PENDING = 1000  # refused ids listed at most
 class Chargers:
     def __init__(self, db: Database, events: Events) -> None:
         self.db = db
-        self.events = events
+        self.site_events = events
 
     async def connected(self, charger_id: str, ocpp_version: str, at: datetime) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
@@ -31,14 +31,15 @@ class Chargers:
             )
             # An accepted id is no longer waiting for a technician.
             await conn.execute("DELETE FROM pending_chargers WHERE id = ?", (charger_id,))
-            await self.events.within(conn, "charger_online", {"charger": charger_id, "ocpp_version": ocpp_version}, at)
+            await self.site_events.within(conn, "charger_online", {"charger": charger_id, "ocpp_version": ocpp_version},
+                                          at)  # fmt: skip
 
         await self.db.write(op)
 
     async def disconnected(self, charger_id: str, at: datetime) -> None:
         async def op(conn: aiosqlite.Connection) -> None:
             await conn.execute("UPDATE chargers SET last_disconnected = ? WHERE id = ?", (iso(at), charger_id))
-            await self.events.within(conn, "charger_offline", {"charger": charger_id}, at)
+            await self.site_events.within(conn, "charger_offline", {"charger": charger_id}, at)
 
         await self.db.write(op)
 
@@ -66,7 +67,7 @@ class Chargers:
                 (charger_id, evse, connector, status, error_code, info, iso(at)),
             )
             if before is None or tuple(before) != (status, error_code):
-                await self.events.within(conn, "status", {
+                await self.site_events.within(conn, "status", {
                     "charger": charger_id, "evse": evse, "connector": connector, "status": status,
                     "error_code": error_code, "info": info}, at)  # fmt: skip
 

@@ -85,7 +85,7 @@ class Sample:
 class Transactions:
     def __init__(self, db: Database, events: Events) -> None:
         self.db = db
-        self.events = events
+        self.site_events = events
 
     async def start(
         self,
@@ -117,7 +117,7 @@ class Transactions:
             if existing is not None:
                 return existing
             for stale in await _close_superseded(conn, charger_id, evse, now):
-                await self.events.within(conn, "transaction_stopped", stale.as_json())
+                await self.site_events.within(conn, "transaction_stopped", stale.as_json())
             cursor = await conn.execute(
                 "INSERT INTO transactions (charger_id, ocpp_id, evse, connector, id_tag, started_at, meter_start_wh, "
                 "meter_last_wh, soc_start, soc_end, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -126,7 +126,7 @@ class Transactions:
             )  # fmt: skip
             found = await _one(conn, "WHERE id = ?", (cursor.lastrowid,))
             assert found is not None
-            await self.events.within(conn, "transaction_started", found.as_json())
+            await self.site_events.within(conn, "transaction_started", found.as_json())
             return found
 
         return await self.db.write(op)
@@ -185,7 +185,7 @@ class Transactions:
             )  # fmt: skip
             closed = await _one(conn, "WHERE id = ?", (transaction_id,))
             assert closed is not None
-            await self.events.within(conn, "transaction_stopped", closed.as_json())
+            await self.site_events.within(conn, "transaction_stopped", closed.as_json())
             return closed
 
         return await self.db.write(op)

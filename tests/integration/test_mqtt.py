@@ -97,7 +97,8 @@ async def retained(port: int, topic: str, timeout: float = 10.0) -> dict[str, An
 
 def assert_gap_free(messages: list[dict[str, Any]]) -> list[int]:
     seqs = sorted({m["seq"] for m in messages})
-    assert seqs == list(range(seqs[0], seqs[-1] + 1)), f"gaps in seq: {sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))}"
+    missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+    assert not missing, f"gaps in seq: {missing}"
     for m in messages:
         assert m["id"] and m["ts"].endswith("Z") and "kind" in m and "data" in m
     return seqs
@@ -274,7 +275,7 @@ async def test_commands_are_answered_with_the_chargers_reply(tmp_path, broker: B
             assert "GetConfiguration" in sim.heard
 
             reply, _, _ = await ask(broker.port, topic, b'{"key": [', v5=False)
-            assert reply == {"ok": False, "error": "invalid", "message": reply["message"]} and "JSON" in reply["message"]
+            assert (reply["ok"], reply["error"]) == (False, "invalid") and "JSON" in reply["message"]
             reply, _, _ = await ask(broker.port, f"{BASE}/cmd/NOPE/Reset", b'{"type": "Soft"}', v5=False)
             assert reply["ok"] is False and reply["error"] == "unknown_target"
             reply, _, _ = await ask(broker.port, f"{BASE}/cmd/CP16/ChangeConfiguration",
