@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from gateway.clock import iso
 
-_QUIET = ("websockets", "uvicorn.error", "aiosqlite", "ocpp", "httpx", "drivers.ocpp.wire")
+_QUIET = ("websockets", "uvicorn.error", "aiosqlite", "ocpp", "httpx", "drivers.ocpp.wire", "asyncua")
 _ERRORS_ONLY = ("pymodbus",)  # our drivers report what goes wrong on a bus, once, with the meter's name
 
 
