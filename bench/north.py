@@ -6,7 +6,8 @@ other), for the same time; its CPU time is read from the kernel:
 - none: the process image alone, nobody reading it (the baseline: what the updates themselves cost);
 - mqtt: the MQTT bridge and the outbox (retained state every state_interval_s, telemetry batches into
   SQLite, delivered to Mosquitto at QoS 1);
-- opcua: the OPC UA server with 200 chargers' nodes, a client subscribed to every EVSE power value;
+- opcua: the OPC UA server with 200 chargers' nodes, a client (another process, on the other core)
+  subscribed to every EVSE's power;
 - both.
 Net cost per 1000 updates = (scenario - none) / updates x 1000.
 
@@ -113,8 +114,12 @@ async def updates(consumer: str, broker_port: int, seconds: float) -> dict:
     for c in range(CHARGERS):
         image.set(charger_point(f"CP{c:03d}", "online"), True)
     tasks = [asyncio.create_task(p.run()) for p in parts]
-    client = await _opcua_subscriber(opcua_port) if opcua_port else None
-    await asyncio.sleep(3)  # connected, nodes made, first states out
+    subscriber = None
+    if opcua_port:  # a SCADA watching every EVSE's power, in a process of its own on the other core
+        subscriber = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--seconds", str(seconds + 6), "--child", "subscriber", str(opcua_port),
+            stdout=asyncio.subprocess.PIPE, preexec_fn=lambda: pin(1))  # fmt: skip
+    await asyncio.sleep(5)  # connected, nodes made, subscribed, first states out
 
     names = [evse_point(f"CP{c:03d}", e, leaf) for c in range(CHARGERS) for e in range(1, EVSES + 1) for leaf in LEAVES]
     loop = asyncio.get_running_loop()
@@ -129,9 +134,9 @@ async def updates(consumer: str, broker_port: int, seconds: float) -> dict:
     cpu = cpu_s() - began_cpu
     result = {"consumer": consumer, "updates": count, "cpu_s": round(cpu, 3), "rss_mb": round(rss_mb(), 1),
               "points": len(image)}  # fmt: skip
-    if client is not None:
-        result["opcua_notifications"] = client[2][0]
-        await client[0].disconnect()
+    if subscriber is not None:
+        out, _ = await subscriber.communicate()
+        result["opcua_notifications"] = json.loads(out.decode().strip().splitlines()[-1])["notifications"]
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -140,7 +145,7 @@ async def updates(consumer: str, broker_port: int, seconds: float) -> dict:
     return result
 
 
-async def _opcua_subscriber(port: int):
+async def opcua_subscriber(port: int, seconds: float) -> dict:
     from asyncua import Client
 
     client = Client(f"opc.tcp://127.0.0.1:{port}/evedge", timeout=30)
@@ -161,7 +166,9 @@ async def _opcua_subscriber(port: int):
     nodes = [client.get_node(f"ns={ns};s=Site.Chargers.CP{c:03d}.Evse.{e}.PowerW")
              for c in range(CHARGERS) for e in range(1, EVSES + 1)]  # fmt: skip
     await subscription.subscribe_data_change(nodes)
-    return client, subscription, seen
+    await asyncio.sleep(seconds)
+    await client.disconnect()
+    return {"notifications": seen[0]}
 
 
 async def outbox_rates(broker_port: int, backlog: int) -> dict:
@@ -267,9 +274,14 @@ def main() -> None:
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        pin(0)
+        pin(1 if args.child[0] == "subscriber" else 0)
         kind, port = args.child[0], int(args.child[1])
-        coro = outbox_rates(port, args.backlog) if kind == "outbox" else updates(kind, port, args.seconds)
+        if kind == "outbox":
+            coro = outbox_rates(port, args.backlog)
+        elif kind == "subscriber":
+            coro = opcua_subscriber(port, args.seconds)
+        else:
+            coro = updates(kind, port, args.seconds)
         print(json.dumps(asyncio.run(coro)))
         return
 

@@ -253,14 +253,16 @@ async def wait_http(url: str, timeout: float = 20.0) -> None:
 class Broker:
     """Mosquitto on a free loopback port, with persistence (a restart keeps sessions and queued messages)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, listener: str = "allow_anonymous true") -> None:
+        """listener: the lines of the listener's own settings (TLS files, a password file)."""
         self.port = free_port()
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "mosquitto.conf"
-        self.config.write_text(textwrap.dedent(f"""\
-            listener {self.port} 127.0.0.1
-            allow_anonymous true
+        self.config.write_text(f"per_listener_settings true\nlistener {self.port} 127.0.0.1\n{listener}\n"
+                               + textwrap.dedent(f"""\
+            # as root mosquitto would become "mosquitto", who cannot enter pytest's 0700 folders
+            user root
             persistence true
             persistence_location {directory}/
             autosave_interval 1

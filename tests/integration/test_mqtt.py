@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import ipaddress
 import json
 import os
 import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -24,7 +32,16 @@ from gateway.sim.charger import SimSpec
 from gateway.sim.ev import Ev
 from gateway.sim.site import make_charger
 from gateway.store import Store
-from tests.conftest import PASSWORDS, Broker, connected, eventually, free_port, running_gateway, wait_http, write_config
+from tests.conftest import (
+    PASSWORDS,
+    Broker,
+    connected,
+    eventually,
+    free_port,
+    running_gateway,
+    wait_http,
+    write_config,
+)
 
 BASE = "evedge/test"
 
@@ -354,3 +371,74 @@ async def test_a_stalled_broker_never_slows_the_chargers(tmp_path, broker: Broke
             await eventually(lambda: cloud.events("transaction_stopped"), timeout=20)
             await eventually(lambda: gw.app.image.value("outbox/queued") == 0, timeout=20)
         assert_gap_free(cloud.durable())
+
+
+def make_pki(directory: Path) -> dict[str, Path]:
+    """A site CA, the broker's certificate (for 127.0.0.1) and a client certificate, as PEM files."""
+    now = dt.datetime.now(dt.UTC)
+    files: dict[str, Path] = {}
+
+    def issue(name: str, issuer_key=None, issuer_name=None, ca: bool = False, san=None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))  # fmt: skip
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        cert = builder.sign(issuer_key or key, hashes.SHA256())
+        files[f"{name}.pem"] = directory / f"{name}.pem"
+        files[f"{name}.pem"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{name}.key"] = directory / f"{name}.key"
+        files[f"{name}.key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                           serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()))  # fmt: skip
+        return key, subject
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_name = issue("site-ca", ca=True)
+    issue("broker", ca_key, ca_name, san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    issue("evedge-test", ca_key, ca_name)
+    return files
+
+
+async def test_tls_with_a_client_certificate(tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    broker = Broker(tmp_path / "broker", f"cafile {pki['site-ca.pem']}\ncertfile {pki['broker.pem']}\n"
+                    f"keyfile {pki['broker.key']}\nrequire_certificate true\nuse_identity_as_username true")  # fmt: skip
+    broker.start()
+    try:
+        tls = {"tls": True, "ca_file": str(pki["site-ca.pem"])}
+        good = mqtt_section(broker.port, **tls, cert_file=str(pki["evedge-test.pem"]),
+                            key_file=str(pki["evedge-test.key"]))  # fmt: skip
+        async with running_gateway(load_settings(write_config(tmp_path, good), environ={})) as gw:
+            await eventually(lambda: gw.app.mqtt.connected, timeout=10)
+            await eventually(lambda: gw.app.image.value("outbox/queued") == 0, timeout=10)  # delivered over TLS
+            assert gw.app.mqtt.published > 0
+        (tmp_path / "state").rename(tmp_path / "first")
+        # Without its certificate the broker will not have it; the reason is in the health.
+        async with running_gateway(load_settings(write_config(tmp_path, mqtt_section(broker.port, **tls)),
+                                                 environ={})) as gw:  # fmt: skip
+            await eventually(lambda: gw.app.mqtt.last_error, timeout=10)
+            assert not gw.app.mqtt.connected and gw.app.health()["mqtt"]["status"] == "down"
+    finally:
+        broker.stop()
+
+
+async def test_user_and_password(tmp_path):
+    passwords = tmp_path / "passwords"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "evedge", "broker-secret-1"], check=True)
+    broker = Broker(tmp_path / "broker", f"allow_anonymous false\npassword_file {passwords}")
+    broker.start()
+    try:
+        right = mqtt_section(broker.port, username="evedge", password="broker-secret-1")
+        async with running_gateway(load_settings(write_config(tmp_path, right), environ={})) as gw:
+            await eventually(lambda: gw.app.mqtt.connected, timeout=10)
+        (tmp_path / "state").rename(tmp_path / "first")
+        wrong = mqtt_section(broker.port, username="evedge", password="not-the-secret")
+        async with running_gateway(load_settings(write_config(tmp_path, wrong), environ={})) as gw:
+            error = await eventually(lambda: gw.app.mqtt.last_error, timeout=10)
+            assert not gw.app.mqtt.connected and "not-the-secret" not in error
+    finally:
+        broker.stop()
