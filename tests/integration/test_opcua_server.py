@@ -3,6 +3,7 @@ subscriptions, methods and writes through the command door, events, and the secu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, ua
+from asyncua import Client, Server, ua
 from asyncua.common.utils import create_nonce
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyAes256Sha256RsaPss, SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from bridges.opcua_server import camel, eu_information, node_path
+from bridges.opcua_server import shelf
+from bridges.opcua_server.names import camel, eu_information, node_path
 from gateway.auth import Role
 from gateway.clock import utcnow
 from gateway.settings import load_settings
@@ -41,6 +43,25 @@ class ClientCert:
     key: Path
     cert: Path
     uri: str
+
+
+@pytest.fixture(scope="session")
+def standard_nodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """asyncua's standard nodes, shelved once as a gateway's first start shelves them."""
+    folder = tmp_path_factory.mktemp("opcua")
+
+    async def make() -> None:
+        await shelf.init(Server(), folder)
+
+    asyncio.run(make())
+    return shelf.shelf_folder(folder)
+
+
+@pytest.fixture(autouse=True)
+def started_before(tmp_path: Path, standard_nodes: Path) -> None:
+    """Each gateway here has started before: its standard nodes are read from the shelf, as at every start but the
+    first (test_the_standard_nodes_are_shelved_at_the_first_start_and_read_from_the_shelf_after)."""
+    shutil.copytree(standard_nodes, shelf.shelf_folder(tmp_path / "state" / "opcua"))
 
 
 @contextlib.asynccontextmanager
@@ -71,6 +92,16 @@ def opcua_dir(gw: Gateway) -> Path:
 
 def trust(gw: Gateway, cert: ClientCert) -> None:
     shutil.copy(cert.cert, opcua_dir(gw) / "trusted" / cert.cert.name)
+
+
+@contextlib.asynccontextmanager
+async def scada_gateway(tmp_path: Path, loadcap: bool = False,
+                        **options: Any) -> AsyncIterator[tuple[Gateway, ClientCert]]:  # fmt: skip
+    """The OPC UA gateway and the SCADA's client certificate, which the technician has approved."""
+    async with opcua_gateway(tmp_path, loadcap, **options) as gw:
+        cert = await client_cert(tmp_path)
+        trust(gw, cert)
+        yield gw, cert
 
 
 def make_client(gw: Gateway, user: str | None = "op", password: str = PASSWORD) -> Client:
@@ -158,9 +189,7 @@ def test_node_ids_come_from_point_names_by_one_rule():
 
 async def test_an_operator_reads_follows_and_starts_a_session_over_basic256sha256(tmp_path):
     sent_at = utcnow().replace(microsecond=0) - timedelta(hours=1)  # the charger's clock, not the gateway's
-    async with opcua_gateway(tmp_path) as gw:
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
+    async with scada_gateway(tmp_path) as (gw, cert):
         sim = sim_at(gw, "CP16", "1.6", clock=lambda: sent_at, evses=2)
         async with connected(sim), session(gw, cert) as client:
             power = await tag(client, "Site.Chargers.CP16.Evse.1.PowerW")
@@ -218,9 +247,7 @@ async def _method(client: Client, name: str) -> ua.NodeId:
 
 
 async def test_refused_commands_become_bad_status_codes(tmp_path):
-    async with opcua_gateway(tmp_path) as gw:
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
+    async with scada_gateway(tmp_path) as (gw, cert):
         async with session(gw, cert) as client:
             cp201 = await tag(client, "Site.Chargers.CP201")
             start = await _method(client, "RemoteStart")
@@ -242,9 +269,7 @@ async def test_refused_commands_become_bad_status_codes(tmp_path):
 
 
 async def test_a_dropped_charger_shows_uncertain_values_with_their_last_number(tmp_path):
-    async with opcua_gateway(tmp_path) as gw:
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
+    async with scada_gateway(tmp_path) as (gw, cert):
         sim = sim_at(gw, "CP201", "2.0.1")
         async with session(gw, cert) as client:
             power = await tag(client, "Site.Chargers.CP201.Evse.1.PowerW")
@@ -270,40 +295,35 @@ async def _uncertain(node: Any) -> ua.DataValue | None:
 
 
 async def test_points_that_appear_later_get_their_nodes_and_the_objects_on_the_way(tmp_path):
-    async with opcua_gateway(tmp_path) as gw:
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
-        async with session(gw, cert) as client:
-            gw.app.image.set("meters/hall/power_w_l1", 1234.5)
-            gw.app.image.set("chargers/CP201/evse/3/status", "Available")  # an EVSE the config did not list
-            phase = await tag(client, "Site.Meters.hall.PowerWL1")
-            await eventually(lambda: _value_is(phase, 1234.5))
-            units = await (await phase.get_child("0:EngineeringUnits")).read_value()
-            assert units.DisplayName.Text == "W"
-            status = await tag(client, "Site.Chargers.CP201.Evse.3.Status")
-            await eventually(lambda: _value_is(status, "Available"))
-            # The new EVSE's usual tags exist at once, waiting for their first value.
-            limit = await status_of(await tag(client, "Site.Chargers.CP201.Evse.3.LimitW"))
-            assert limit.StatusCode.value == WAITING
-            evses = await (await tag(client, "Site.Chargers.CP201.Evse")).get_children()
-            assert sorted([(await n.read_browse_name()).Name for n in evses]) == ["1", "3"]
+    async with scada_gateway(tmp_path) as (gw, cert), session(gw, cert) as client:
+        gw.app.image.set("meters/hall/power_w_l1", 1234.5)
+        gw.app.image.set("chargers/CP201/evse/3/status", "Available")  # an EVSE the config did not list
+        phase = await tag(client, "Site.Meters.hall.PowerWL1")
+        await eventually(lambda: _value_is(phase, 1234.5))
+        units = await (await phase.get_child("0:EngineeringUnits")).read_value()
+        assert units.DisplayName.Text == "W"
+        status = await tag(client, "Site.Chargers.CP201.Evse.3.Status")
+        await eventually(lambda: _value_is(status, "Available"))
+        # The new EVSE's usual tags exist at once, waiting for their first value.
+        limit = await status_of(await tag(client, "Site.Chargers.CP201.Evse.3.LimitW"))
+        assert limit.StatusCode.value == WAITING
+        evses = await (await tag(client, "Site.Chargers.CP201.Evse")).get_children()
+        assert sorted([(await n.read_browse_name()).Name for n in evses]) == ["1", "3"]
 
-            # A value the node cannot hold is shown as such, and the tags go on.
-            gw.app.image.update({"meters/hall/power_w_l1": "n/a", "site/grid_power_w": None})
-            await eventually(lambda: _status_is(phase, ua.StatusCodes.BadTypeMismatch))
-            grid = await tag(client, "Site.GridPowerW")
-            await eventually(lambda: _status_is(grid, ua.StatusCodes.BadNoData))  # no value (fail-safe, ...)
-            gw.app.image.set("meters/hall/power_w_l1", 1300.0)
-            await eventually(lambda: _value_is(phase, 1300.0))
+        # A value the node cannot hold is shown as such, and the tags go on.
+        gw.app.image.update({"meters/hall/power_w_l1": "n/a", "site/grid_power_w": None})
+        await eventually(lambda: _status_is(phase, ua.StatusCodes.BadTypeMismatch))
+        grid = await tag(client, "Site.GridPowerW")
+        await eventually(lambda: _status_is(grid, ua.StatusCodes.BadNoData))  # no value (fail-safe, ...)
+        gw.app.image.set("meters/hall/power_w_l1", 1300.0)
+        await eventually(lambda: _value_is(phase, 1300.0))
 
 
 # -- writing the site limit ----------------------------------------------------------------------------------
 
 
 async def test_an_operator_writes_the_site_limit_and_the_node_shows_what_holds(tmp_path):
-    async with opcua_gateway(tmp_path, loadcap=True) as gw:
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
+    async with scada_gateway(tmp_path, loadcap=True) as (gw, cert):
         async with session(gw, cert) as client:
             limit = await tag(client, "Site.LimitW")
             await eventually(lambda: _value_is(limit, 100000.0))
@@ -329,24 +349,19 @@ async def test_an_operator_writes_the_site_limit_and_the_node_shows_what_holds(t
 
 
 async def test_with_the_load_cap_off_a_limit_write_is_refused_with_a_reason(tmp_path):
-    async with opcua_gateway(tmp_path) as gw:
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
-        async with session(gw, cert) as client:
-            limit = await tag(client, "Site.LimitW")
-            with pytest.raises(ua.uaerrors.BadConfigurationError):
-                await limit.write_value(ua.DataValue(double(60000.0)))
-            with pytest.raises(ua.uaerrors.BadTypeMismatch):
-                await limit.write_value(ua.DataValue(text("60 kW")))
+    async with scada_gateway(tmp_path) as (gw, cert), session(gw, cert) as client:
+        limit = await tag(client, "Site.LimitW")
+        with pytest.raises(ua.uaerrors.BadConfigurationError):
+            await limit.write_value(ua.DataValue(double(60000.0)))
+        with pytest.raises(ua.uaerrors.BadTypeMismatch):
+            await limit.write_value(ua.DataValue(text("60 kW")))
 
 
 # -- events --------------------------------------------------------------------------------------------------
 
 
 async def test_a_transaction_start_arrives_as_an_event(tmp_path):
-    async with opcua_gateway(tmp_path) as gw:
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
+    async with scada_gateway(tmp_path) as (gw, cert):
         sim = sim_at(gw, "CP16", "1.6", evses=2)
         async with session(gw, cert) as client:
             idx = await client.get_namespace_index(NAMESPACE)
@@ -376,7 +391,7 @@ def _kind(collector: Collector, kind: str) -> Any:
 
 
 async def test_no_security_a_wrong_password_and_an_unknown_certificate_are_refused(tmp_path):
-    async with opcua_gateway(tmp_path) as gw:
+    async with scada_gateway(tmp_path) as (gw, cert):
         endpoints = await Client(gw.app.opcua_server.endpoint).connect_and_get_server_endpoints()
         offered = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode.name) for e in endpoints}
         policies, modes = ("Basic256Sha256", "Aes256_Sha256_RsaPss"), ("Sign", "SignAndEncrypt")
@@ -384,8 +399,6 @@ async def test_no_security_a_wrong_password_and_an_unknown_certificate_are_refus
         with pytest.raises(ua.uaerrors.BadSecurityModeRejected):  # a client that ignores the endpoints
             await activate_without_security(gw.app.opcua_server.endpoint)
 
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
         with pytest.raises(ua.uaerrors.BadUserAccessDenied):
             async with session(gw, cert, password="not-the-password"):
                 pass
@@ -427,9 +440,7 @@ async def activate_without_security(url: str, token: Any = None) -> None:
 
 
 async def test_aes256_sha256_rsapss_sign_works_too(tmp_path):
-    async with opcua_gateway(tmp_path) as gw:
-        cert = await client_cert(tmp_path)
-        trust(gw, cert)
+    async with scada_gateway(tmp_path) as (gw, cert):
         async with session(gw, cert, policy=SecurityPolicyAes256Sha256RsaPss, mode=SIGN) as client:
             online = await tag(client, "Site.Chargers.CP16.Online")
             assert await _status_is(online, WAITING)
@@ -441,9 +452,7 @@ async def test_a_configured_server_certificate_is_used_with_its_application_uri(
     key, cert = tmp_path / "bms-gateway.key", tmp_path / "bms-gateway.crt"  # names that do not say PEM or DER
     await setup_self_signed_certificate(key, cert, "urn:example:bms-gateway", socket.gethostname(),
                                         [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "bms-gateway"})  # fmt: skip
-    async with opcua_gateway(tmp_path, certificate=str(cert), private_key=str(key)) as gw:
-        client_side = await client_cert(tmp_path)
-        trust(gw, client_side)
+    async with scada_gateway(tmp_path, certificate=str(cert), private_key=str(key)) as (gw, client_side):
         async with session(gw, client_side) as client:
             assert client.security_policy.peer_certificate == cert.read_bytes()
             assert (await client.get_namespace_array())[1:3] == ["urn:example:bms-gateway", NAMESPACE]
@@ -464,3 +473,25 @@ async def test_the_none_policy_and_anonymous_guests_only_when_enabled(tmp_path):
         in_clear = ua.UserNameIdentityToken(PolicyId="username", UserName="op", Password=PASSWORD.encode())
         with pytest.raises(ua.uaerrors.BadIdentityTokenRejected):  # a password never travels in clear
             await activate_without_security(gw.app.opcua_server.endpoint, in_clear)
+
+
+# -- start-up ------------------------------------------------------------------------------------------------
+
+
+async def test_the_standard_nodes_are_shelved_at_the_first_start_and_read_from_the_shelf_after(tmp_path):
+    folder = tmp_path / "state" / "opcua"
+    shutil.rmtree(folder)  # a first start, after an older asyncua's
+    (folder / "aspace-0.9.0").mkdir(parents=True)
+    async with opcua_gateway(tmp_path):
+        pass
+    kept = shelf.shelf_folder(folder)
+    assert [p.name for p in folder.glob("aspace-*")] == [kept.name]
+    made = {p.name: p.stat().st_mtime_ns for p in kept.iterdir()}
+    async with scada_gateway(tmp_path) as (gw, cert), session(gw, cert) as client:
+        assert {p.name: p.stat().st_mtime_ns for p in kept.iterdir()} == made  # read, not made again
+        power = await tag(client, "Site.Chargers.CP16.Evse.1.PowerW")
+        assert await power.read_type_definition() == ua.NodeId(ua.ObjectIds.AnalogItemType)
+        analog = client.get_node(ua.ObjectIds.AnalogItemType)
+        assert (await analog.read_browse_name()).Name == "AnalogItemType"
+        state = await client.get_node(ua.ObjectIds.Server_ServerStatus_State).read_value()
+        assert state == ua.ServerState.Running
