@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -270,18 +269,22 @@ class Broker:
             """))
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(binary):
             pytest.fail("mosquitto is not installed: `make test` installs it (tools/debian-packages)")
         self.process = subprocess.Popen([binary, "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"mosquitto did not listen on {self.port}")
+
+        async def listening() -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        await eventually(listening, timeout=10)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -291,8 +294,8 @@ class Broker:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
     b = Broker(tmp_path / "broker")
-    b.start()
+    await b.start()
     yield b
     b.stop()

@@ -194,7 +194,7 @@ async def test_outage_and_sigkill_lose_no_durable_message(tmp_path, broker: Brok
             await charge(sim, 1, "DURING-2")
             assert len(await transactions()) == 3
 
-            broker.start()  # the broker returns: everything queued arrives, in order, gap-free
+            await broker.start()  # the broker returns: everything queued arrives, in order, gap-free
             await eventually(lambda: len(cloud.events("transaction_stopped")) >= 3, timeout=20)
         tags = [e["data"]["id_tag"] for e in cloud.events("transaction_started")]
         assert tags[:1] == ["BEFORE"] and "DURING-1" in tags and "DURING-2" in tags
@@ -234,7 +234,7 @@ async def test_tiny_budget_drops_old_telemetry_never_events(tmp_path, broker: Br
             assert totals.dropped == image.value("outbox/dropped") or totals.dropped > 0
             assert gw.app.health()["outbox"]["dropped"] > 0
 
-            broker.start()
+            await broker.start()
             async with subscribed(broker.port) as cloud:
                 await eventually(lambda: len(cloud.events("transaction_stopped")) == 3, timeout=20)
                 assert [e["data"]["id_tag"] for e in cloud.events("transaction_started")] == ["TAG-0", "TAG-1",
@@ -341,7 +341,7 @@ async def test_the_bridge_reconnects_when_the_broker_returns(tmp_path, broker: B
         broker.stop()
         await eventually(lambda: not gw.app.mqtt.connected, timeout=10)
         assert gw.app.health()["mqtt"]["status"] == "down"
-        broker.start()
+        await broker.start()
         await eventually(lambda: gw.app.mqtt.connected, timeout=10)
         assert gw.app.mqtt.connections == 2
 
@@ -407,7 +407,7 @@ async def test_tls_with_a_client_certificate(tmp_path):
     pki = make_pki(tmp_path / "pki")
     broker = Broker(tmp_path / "broker", f"cafile {pki['site-ca.pem']}\ncertfile {pki['broker.pem']}\n"
                     f"keyfile {pki['broker.key']}\nrequire_certificate true\nuse_identity_as_username true")  # fmt: skip
-    broker.start()
+    await broker.start()
     try:
         tls = {"tls": True, "ca_file": str(pki["site-ca.pem"])}
         good = mqtt_section(broker.port, **tls, cert_file=str(pki["evedge-test.pem"]),
@@ -430,7 +430,7 @@ async def test_user_and_password(tmp_path):
     passwords = tmp_path / "passwords"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "evedge", "broker-secret-1"], check=True)
     broker = Broker(tmp_path / "broker", f"allow_anonymous false\npassword_file {passwords}")
-    broker.start()
+    await broker.start()
     try:
         right = mqtt_section(broker.port, username="evedge", password="broker-secret-1")
         async with running_gateway(load_settings(write_config(tmp_path, right), environ={})) as gw:
