@@ -29,6 +29,8 @@ _S = ua.StatusCodes
 
 
 class Security:
+    """What a client must show: the server's certificate and policies, a trusted certificate, a known user."""
+
     def __init__(self, cfg: OpcuaServerSettings, store: Store, folder: Path, gateway_id: str) -> None:
         self.cfg = cfg
         self.folder = folder

@@ -1,15 +1,18 @@
-"""asyncua's standard address space (some 6,000 type and Server nodes) kept on disk, read node by node at start.
+"""asyncua's standard address space (some 6,000 type and Server nodes) kept on disk, read node by node as needed.
 
 asyncua builds those nodes in Python at every start: over a second of CPU and some 50 MB on a laptop, several times
-the time on a Pi. From a shelf (asyncua's own, made for slow devices) only the few dozen nodes something asks for
-are read. The shelf is made at first start in ``{state_dir}/opcua/aspace-{asyncua version}/``, so that an asyncua
-upgrade makes a new one; older ones are removed then.
+the time on a Pi, and every full garbage collection walks them after. From a shelf (asyncua's own, made for slow
+devices) only the nodes something asks for are read, and kept. The shelf (20-30 MB, by the dbm) is made at first
+start in ``{state_dir}/opcua/aspace-{asyncua version}/``, so that an asyncua upgrade makes a new one; older ones are
+removed then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dbm
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +23,9 @@ from asyncua.server.address_space import AddressSpace
 log = logging.getLogger(__name__)
 
 PREFIX = "aspace-"
-NODES = "nodes"  # the shelf in its folder: nodes, nodes.db, or nodes.dat and nodes.dir, by the dbm Python has
+# The shelf in its folder (nodes, nodes.db, or nodes.dat and nodes.dir, by the dbm Python has), named without the
+# version: asyncua looks for name.db with Path.with_suffix, which takes 2.1.0's ".0" for a suffix.
+NODES = "nodes"
 
 
 def shelf_folder(folder: Path) -> Path:
@@ -43,8 +48,16 @@ async def init(server: Server, folder: Path) -> None:
     making = kept.with_name(f"{kept.name}.making")
     making.mkdir(parents=True)
     await server.init(making / NODES)  # asyncua finds no shelf there: it builds the nodes and shelves them
-    making.rename(kept)  # whole or not at all: the folder is there only once the shelf is complete
+    await asyncio.to_thread(_sync, making)
+    making.rename(kept)  # whole or not at all: the folder is there only once the shelf is complete, on disk
     log.info("OPC UA standard address space shelved for the next starts: %s", kept)
+
+
+def _sync(folder: Path) -> None:
+    """On disk before the folder is renamed: a power cut at the first start must not leave a torn shelf to load."""
+    for path in folder.iterdir():
+        with path.open("rb") as file:
+            os.fsync(file.fileno())
 
 
 def load(aspace: AddressSpace, shelf: Path | None) -> bool:
