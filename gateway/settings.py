@@ -368,6 +368,13 @@ class StoreSettings(Section):
     audit_days: int = Field(730, ge=1, description="Audit records older than this are pruned")
 
 
+def _together(section: Any, first: str, second: str) -> Any:
+    """A certificate and its key: both or neither."""
+    if (getattr(section, first) is None) != (getattr(section, second) is None):
+        raise ValueError(f"{first} and {second} go together")
+    return section
+
+
 class OutboxSettings(Section):
     max_mb: float = Field(
         256.0, gt=0, description="Disk budget of the messages waiting for a receiver (their payload bytes); when it "
@@ -407,9 +414,7 @@ class MqttSettings(Section):
 
     @model_validator(mode="after")
     def _key_with_cert(self) -> MqttSettings:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
+        return _together(self, "cert_file", "key_file")
 
 
 class OpcuaServerSettings(Section):
@@ -429,9 +434,7 @@ class OpcuaServerSettings(Section):
 
     @model_validator(mode="after")
     def _key_with_cert(self) -> OpcuaServerSettings:
-        if (self.certificate is None) != (self.private_key is None):
-            raise ValueError("certificate and private_key go together")
-        return self
+        return _together(self, "certificate", "private_key")
 
 
 class Settings(BaseSettings):

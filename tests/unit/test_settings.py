@@ -103,3 +103,12 @@ def test_a_nested_override_is_named_in_the_error(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_settings(write(tmp_path, ""), {"EVEDGE_OCPP__LISTEN__HOST": "x"})
     assert error.value.problems == ["ocpp.listen: Input should be a valid string [from EVEDGE_OCPP__LISTEN__HOST]"]
+
+
+def test_a_certificate_without_its_key_is_named(tmp_path):
+    config = write(tmp_path, '[mqtt]\nhost = "broker"\ncert_file = "client.pem"\n[opcua]\nprivate_key = "k.pem"\n')
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, {})
+    text = "\n".join(error.value.problems)
+    assert "mqtt" in text and "cert_file and key_file go together" in text
+    assert "opcua" in text and "certificate and private_key go together" in text
