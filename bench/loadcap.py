@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from drivers.modbus.registers import load_profile  # noqa: E402
+from measure import free_port  # noqa: E402 -- bench/, beside this script
 from gateway.app import App  # noqa: E402
 from gateway.auth import Actor, Role  # noqa: E402
 from gateway.commands import CommandError, SetChargingLimit  # noqa: E402
@@ -66,12 +66,6 @@ MIN_A = 6.0
 STEP_GRACE_S = 3.0  # a load step nobody can foresee: the site is back under the cap within this (the target)
 ROTATIONS = ("L1L2L3", "L2L3L1", "L3L1L2")
 ACTOR = Actor("bench", Role.operator, "bench", automatic=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the site and its timetable -------------------------------------------------------------------------------

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import resource
 import subprocess
 import sys
 import time
@@ -27,21 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from measure import cpu_s, free_port, pin, wait_for_port  # noqa: E402 -- bench/, beside this script
+
 SDM630 = "eastron-sdm630"
 VALUES = {"power_w": 48000.0, "power_w_l1": 16000.0, "power_w_l2": 16000.0, "power_w_l3": 16000.0,
           "current_a_l1": 69.5, "current_a_l2": 69.6, "current_a_l3": 69.4, "voltage_v_l1": 230.0,
           "voltage_v_l2": 230.5, "voltage_v_l3": 229.5, "energy_import_wh": 12_345_678.0,
           "energy_export_wh": 0.0, "frequency_hz": 50.0}  # fmt: skip
-
-
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def pin(core: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {core})
 
 
 async def serve(port: int) -> None:
@@ -90,16 +80,6 @@ async def driver(port: int, seconds: float) -> dict:
     return {"reads": reads, "cpu_s": cpu_s() - start_cpu, "seconds": seconds}
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"the simulated meter did not listen on port {port}")
 
 
 def worker(kind: str, port: int, seconds: float) -> None:
@@ -120,15 +100,11 @@ def main() -> None:
         worker(args.worker, args.port, args.seconds)
         return
 
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     me = [sys.executable, __file__, "--port", str(port), "--seconds", str(args.seconds)]
     server = subprocess.Popen([*me, "--worker", "server"], cwd=ROOT)
     try:
-        wait_for_port(port)
+        wait_for_port(port, "the simulated meter")
         results = {kind: json.loads(subprocess.run([*me, "--worker", kind], cwd=ROOT, check=True,
                                                    capture_output=True, text=True).stdout)
                    for kind in ("bare", "driver")}  # fmt: skip

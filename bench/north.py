@@ -26,10 +26,7 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,15 +36,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from measure import cpu_s, free_port, pin, wait_for_port  # noqa: E402 -- bench/, beside this script
+
 CHARGERS, EVSES = 200, 2
 SHELF = Path(tempfile.gettempdir()) / "evedge-bench-shelf" / "opcua"  # the OPC UA standard nodes, made once
 LEAVES = ("power_w", "current_a", "current_a_l1", "current_a_l2", "current_a_l3", "energy_wh", "soc",
           "session_energy_wh")  # fmt: skip
-
-
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mb() -> float:
@@ -56,17 +50,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def pin(core: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {core})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config(directory: Path, broker_port: int | None, opcua_port: int | None) -> Path:
@@ -258,13 +241,8 @@ def start_broker(directory: Path) -> tuple[subprocess.Popen, int]:
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                preexec_fn=lambda: pin(1))  # fmt: skip
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
+    wait_for_port(port, "mosquitto", timeout=5)
+    return process, port
 
 
 def run_child(kind: str, port: int, args: argparse.Namespace, keep_shelf: bool = False) -> dict:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
+from measure import free_port  # bench/, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -47,14 +49,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gateway_config(directory: Path, port: int, web_port: int, chargers: int) -> Path:
