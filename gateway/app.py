@@ -134,6 +134,7 @@ class App:
         try:
             context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state)
             self.web = WebServer(create_app(context), self.settings.web.listen)
+            self.ocpp.links.web_port = self.web.port
             async with asyncio.TaskGroup() as tasks:
                 ocpp_up, web_up = asyncio.Event(), asyncio.Event()
                 tasks.create_task(self.ocpp.run(ocpp_up), name="ocpp")

@@ -375,6 +375,38 @@ def _together(section: Any, first: str, second: str) -> Any:
     return section
 
 
+class AuthorizationSettings(Section):
+    unknown_badges: Literal["accept", "reject"] = Field(
+        "reject", description="What a badge on no list gets: accept (Accepted) or reject (Invalid)"
+    )
+    cache_days: int = Field(
+        30, ge=0, le=3650, description="How long the authorization cache remembers a badge's last answer (0: off)"
+    )
+
+
+class FilesSettings(Section):
+    """Firmware served to chargers, diagnostics and logs received from them (on the web port)."""
+
+
+class ChargerModelSettings(Section):
+    model: str = Field(min_length=1, max_length=50, description="Charger model, as its BootNotification says")
+    vendor: str | None = Field(None, max_length=50, description="Charger vendor (default: any vendor)")
+    tolerate: list[str] = Field(
+        default_factory=list, description="Actions whose schema violations from this model are logged and accepted"
+    )
+
+    @model_validator(mode="after")
+    def _known_actions(self) -> ChargerModelSettings:
+        from ocpp.v16.enums import Action as Action16
+        from ocpp.v201.enums import Action as Action201
+
+        known = {a.value for a in Action16} | {a.value for a in Action201}
+        unknown = sorted(set(self.tolerate) - known)
+        if unknown:
+            raise ValueError(f"not OCPP actions: {', '.join(unknown)}")
+        return self
+
+
 class OutboxSettings(Section):
     max_mb: float = Field(
         256.0, gt=0, description="Disk budget of the messages waiting for a receiver (their payload bytes); when it "
@@ -455,6 +487,9 @@ class Settings(BaseSettings):
     activation_groups: list[ActivationGroupSettings] = Field(default_factory=list, max_length=10)
     store: StoreSettings = Field(default_factory=StoreSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    authorization: AuthorizationSettings = Field(default_factory=AuthorizationSettings)
+    files: FilesSettings = Field(default_factory=FilesSettings)
+    charger_models: list[ChargerModelSettings] = Field(default_factory=list)
     mqtt: MqttSettings | None = Field(None, description="The MQTT bridge runs when this section is present")
     opcua: OpcuaServerSettings | None = Field(None, description="The OPC UA server runs when this section is present")
 

@@ -24,7 +24,7 @@ from websockets.http11 import Request, Response
 from drivers.ocpp.frames import SUBPROTOCOLS, V16
 from drivers.ocpp.profiles import profile_request
 from drivers.ocpp.recorder import Recorder
-from drivers.ocpp.session import Session
+from drivers.ocpp.session import Links, Session
 from drivers.ocpp.v16 import Session16
 from drivers.ocpp.v201 import Session201
 from gateway.auth import parse_basic_auth, password_forms, same_password, verify_password
@@ -71,6 +71,7 @@ class OcppServer:
         self._failures = FailureLimiter(FAILURES_PER_WINDOW, FAILURE_WINDOW_S)
         self._listed: OrderedDict[str, float] = OrderedDict()  # refused id -> when it was last written down
         self._closing: set[asyncio.Task[None]] = set()
+        self.links = Links()  # the composition root adds the web port once the web server has bound it
 
     def register(self, commands: Commands) -> None:
         commands.register(OcppRequest, self._ocpp_request)
@@ -174,7 +175,7 @@ class OcppServer:
                         ws.request.headers.get("Sec-WebSocket-Protocol"))  # type: ignore[union-attr]  # fmt: skip
             await ws.close(1002, "no OCPP subprotocol in common: ocpp1.6, ocpp2.0.1")
             return
-        session = (Session16 if version == V16 else Session201)(charger_id, ws, self.recorder, self.settings)
+        session = (Session16 if version == V16 else Session201)(charger_id, ws, self.recorder, self.settings, self.links)
         lock = self._locks.setdefault(charger_id, asyncio.Lock())
         async with lock:
             old = self.sessions.get(charger_id)

@@ -16,6 +16,7 @@ import abc
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -45,14 +46,24 @@ MAX_LOGGED = 80
 ocpp.messages.ASYNC_VALIDATION = False
 
 
+@dataclass
+class Links:
+    """What a session may reach beyond its charger, filled by the server: the web port (files), the site CA."""
+
+    web_port: int | None = None
+    pki: Any = None
+
+
 class Session(ChargePoint, abc.ABC):
     """What both versions share; :mod:`drivers.ocpp.v16` and :mod:`drivers.ocpp.v201` add the handlers."""
 
     version: ClassVar[str]
     id: str
 
-    def __init__(self, charger_id: str, ws: ServerConnection, recorder: Recorder, settings: OcppSettings) -> None:
+    def __init__(self, charger_id: str, ws: ServerConnection, recorder: Recorder, settings: OcppSettings,
+                 links: Links | None = None) -> None:  # fmt: skip
         super().__init__(charger_id, ws, response_timeout=settings.call_timeout_s)
+        self.links = links or Links()
         self.logger = _LibraryLog(self)  # the library's own log lines about this charger, throttled like ours
         self.ws = ws
         self.recorder = recorder
@@ -145,6 +156,7 @@ class Session(ChargePoint, abc.ABC):
         """Send a request when the charger's turn comes; its answer, or CommandError."""
         if action not in frames.TO_CHARGER[self.version]:
             raise CommandError("invalid", f"{action} is not an OCPP {self.version} request to a charger")
+        payload = await self.outgoing(action, payload)
         call = ocpp.messages.Call(str(uuid.uuid4()), action, payload)
         try:
             await ocpp.messages.validate_payload(call, self.version)
@@ -164,7 +176,9 @@ class Session(ChargePoint, abc.ABC):
             if future.done():  # the caller gave up before its turn came
                 continue
             try:
-                _settle(future, await self._exchange(action, payload))
+                answer = await self._exchange(action, payload)
+                await self._keep(action, payload, answer)
+                _settle(future, answer)
             except CommandError as e:
                 _settle(future, error=e)
             except asyncio.CancelledError:  # the connection ended while this request was on the wire
@@ -203,6 +217,23 @@ class Session(ChargePoint, abc.ABC):
                 "bad_answer", f"{self.id} answered {action} outside the schema", {"answer": answer.payload, **_cause(e)}
             ) from None
         return answer.payload
+
+    async def _keep(self, action: str, payload: dict[str, Any], answer: dict[str, Any]) -> None:
+        try:
+            await self.answered(action, payload, answer)
+        except Exception:  # the charger did what it said: its answer is still the operator's to see
+            log.exception("could not keep the answer to %s charger=%s", action, self.id)
+
+    # -- what the concern mixins (certificates, files, badges, ...) hook into; each calls super() ----------
+
+    async def outgoing(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A request on its way to the charger, before validation: fill in what only the gateway knows (the
+        URL of a file it serves, ...)."""
+        return payload
+
+    async def answered(self, action: str, payload: dict[str, Any], answer: dict[str, Any]) -> None:
+        """The charger answered a request within the schema: keep what was agreed (a profile it accepted, the
+        local list version, a reservation, ...)."""
 
     def _resolve(self, frame: frames.CallResult | frames.CallError) -> None:
         if self._outstanding is not None and self._outstanding[0] == frame.unique_id:

@@ -14,16 +14,23 @@ from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action, DataTransferStatus, RegistrationStatus
 
 from drivers.ocpp import measurands
+from drivers.ocpp.badges import Badges16
+from drivers.ocpp.certificates import Certificates16
+from drivers.ocpp.charging_profiles import ChargingProfiles16
+from drivers.ocpp.files import Files16
+from drivers.ocpp.reports import Reports16
 from drivers.ocpp.frames import V16
 from drivers.ocpp.profiles import Capabilities, capabilities_16
-from drivers.ocpp.session import Session, when
+from drivers.ocpp.session import when
 from gateway.commands import RemoteStart, Reset, SetAvailability, Unlock
 from gateway.store import Transaction
 
 log = logging.getLogger(__name__)
 
 
-class Session16(Session):
+class Session16(Badges16, Certificates16, ChargingProfiles16, Files16, Reports16):
+    """Each concern's handlers come from its mixin; the core of the version is here."""
+
     version = V16
     _ocpp_version = V16
     _call = call

@@ -18,9 +18,14 @@ from ocpp.v201 import call, call_result
 from ocpp.v201.enums import Action, DataTransferStatusEnumType, RegistrationStatusEnumType
 
 from drivers.ocpp import measurands
+from drivers.ocpp.badges import Badges201
+from drivers.ocpp.certificates import Certificates201
+from drivers.ocpp.charging_profiles import ChargingProfiles201
+from drivers.ocpp.files import Files201
+from drivers.ocpp.reports import Reports201
 from drivers.ocpp.frames import V201
 from drivers.ocpp.profiles import Capabilities, capabilities_201
-from drivers.ocpp.session import Session, when
+from drivers.ocpp.session import when
 from gateway.commands import RemoteStart, Reset, SetAvailability, Unlock
 from gateway.store import Transaction
 
@@ -43,7 +48,9 @@ def unified_status(connector_status: str | None, charging_state: str | None, end
     return _OCCUPIED.get(charging_state or "", "Preparing")
 
 
-class Session201(Session):
+class Session201(Badges201, Certificates201, ChargingProfiles201, Files201, Reports201):
+    """Each concern's handlers come from its mixin; the core of the version is here."""
+
     version = V201
     _ocpp_version = V201
     _call = call

@@ -9,7 +9,7 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint as Library, call, call_result
 from ocpp.v16.enums import Action
 
-from gateway.sim import profiles
+from gateway.sim import badges, certificates, charging_profiles, files, profiles, reports
 from gateway.sim.charger import Listening, SimCharger, SimEvse
 
 # Configuration keys a 1.6 charger reports; the writable ones take effect.
@@ -87,7 +87,7 @@ class Sim16(SimCharger):
         return {"value": str(value), "unit": unit}  # 1.6 sends values as strings
 
 
-class _Protocol(Listening, Library):
+class _Protocol(badges.Badges16, certificates.Certificates16, charging_profiles.ChargingProfiles16, files.Files16, reports.Reports16, Listening, Library):  # fmt: skip
     """The gateway's requests, answered as a charger would; actions they start run outside the handler."""
 
     sim: Sim16

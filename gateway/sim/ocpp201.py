@@ -11,7 +11,7 @@ from ocpp.routing import on
 from ocpp.v201 import ChargePoint as Library, call, call_result
 from ocpp.v201.enums import Action
 
-from gateway.sim import profiles
+from gateway.sim import badges, certificates, charging_profiles, files, profiles, reports
 from gateway.sim.charger import Listening, SimCharger, SimEvse
 
 # 1.6-style sim status -> 2.0.1 connector status, and the transaction's charging state.
@@ -119,7 +119,7 @@ class Sim201(SimCharger):
         return {"value": value, "unit_of_measure": {"unit": unit}}
 
 
-class _Protocol(Listening, Library):
+class _Protocol(badges.Badges201, certificates.Certificates201, charging_profiles.ChargingProfiles201, files.Files201, reports.Reports201, Listening, Library):  # fmt: skip
     """The gateway's requests, answered as a station would; actions they start run outside the handler."""
 
     sim: Sim201

@@ -8,42 +8,37 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.auth import Actor, Role
-from gateway.commands import CommandError, Commands, OcppRequest, SetManualLimit, SetMode, SetSiteLimit
-from gateway.model import Site
-from gateway.points import ProcessImage
-from gateway import strictjson
-from gateway.store import Store
+from gateway.commands import CommandError, OcppRequest, SetManualLimit, SetMode, SetSiteLimit
 from gateway.store.transactions import EXPORT_FIELDS
+from gateway.web import badges, charging_profiles, files, reports
+from gateway.web.deps import (
+    API_VERSION,
+    Acting,
+    ChargerId,
+    Ctx,
+    Limit,
+    Operator,
+    Reader,
+    Since,
+    Until,
+    WebContext,
+    current_actor,
+    json_object,
+    known_charger,
+    utc,
+)
 
-API_VERSION = "v1"
-MAX_ROWS = 10000  # per response: a page bigger than this would hold the event loop (and the chargers) too long
 # How each refusal of the command door reads over HTTP.
 _STATUS = {"forbidden": 403, "unknown_target": 404, "offline": 409, "rejected": 409, "busy": 429, "timeout": 504,
            "invalid": 422, "call_error": 502, "bad_answer": 502, "unsupported": 501, "disabled": 409}  # fmt: skip
-
-
-@dataclass
-class WebContext:
-    """What the web layer may use; the composition root fills it."""
-
-    site: Site
-    image: ProcessImage
-    store: Store
-    commands: Commands
-    health: Callable[[], dict[str, Any]]
-    loadcap: Callable[[], dict[str, Any]]  # its limits, their sources and the allocation
 
 
 def create_app(ctx: WebContext) -> FastAPI:
@@ -57,6 +52,8 @@ def create_app(ctx: WebContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.include_router(_router())
+    for part in (badges, charging_profiles, files, reports):
+        app.include_router(part.router, prefix=f"/api/{API_VERSION}")
 
     @app.exception_handler(CommandError)
     async def command_error(request: Request, exc: CommandError) -> JSONResponse:
@@ -76,41 +73,6 @@ def create_app(ctx: WebContext) -> FastAPI:
     return app
 
 
-def _ctx(request: Request) -> WebContext:
-    return request.app.state.ctx
-
-
-async def current_actor(request: Request) -> Actor:
-    """The caller behind a bearer token; 401 without a valid one."""
-    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    found = await _ctx(request).store.accounts.token_role(token.strip())
-    if found is None:
-        raise HTTPException(401, "unknown or expired token", headers={"WWW-Authenticate": "Bearer"})
-    role, label = found
-    return Actor(label, role, "api")
-
-
-def require(role: Role) -> Callable[..., Any]:
-    async def check(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
-        if actor.role < role:
-            raise HTTPException(403, f"this needs the {role.name} role")
-        return actor
-
-    return check
-
-
-Reader = Annotated[Actor, Depends(require(Role.guest))]
-Operator = Annotated[Actor, Depends(require(Role.operator))]
-Acting = Annotated[Actor, Depends(current_actor)]  # the command door decides on the role
-Ctx = Annotated[WebContext, Depends(_ctx)]
-ChargerId = Annotated[str, Path(description="Charge point id")]
-Since = Annotated[datetime | None, Query(description="From this time on (ISO 8601; UTC when no zone)")]
-Until = Annotated[datetime | None, Query(description="Before this time (ISO 8601; UTC when no zone)")]
-Limit = Annotated[int, Query(ge=1, le=MAX_ROWS, description=f"At most this many rows (up to {MAX_ROWS}); page with since")]
-
-
 def _router() -> APIRouter:
     api = APIRouter(prefix=f"/api/{API_VERSION}")
 
@@ -127,7 +89,7 @@ def _router() -> APIRouter:
 
     @api.get("/chargers/{charger_id}", summary="One charger")
     async def charger(ctx: Ctx, _: Reader, charger_id: ChargerId) -> dict[str, Any]:
-        _known(ctx, charger_id)
+        known_charger(ctx, charger_id)
         info = await ctx.store.chargers.info(charger_id)
         return _charger_view(ctx, charger_id, info.get(charger_id, {}))
 
@@ -149,7 +111,7 @@ def _router() -> APIRouter:
         action: Annotated[str, Path(description="OCPP action, e.g. GetConfiguration")],
     ) -> dict[str, Any]:
         actor = await current_actor(request)
-        payload = await _json_object(request)
+        payload = await json_object(request)
         return await ctx.commands.execute(OcppRequest(charger_id, action, payload), actor)
 
     @api.get("/transactions", summary="Charging sessions, newest first", response_model=None)
@@ -163,7 +125,7 @@ def _router() -> APIRouter:
         format: Literal["json", "csv"] = "json",
         limit: Limit = 10000,
     ) -> Response:
-        found = await ctx.store.transactions.query(_utc(since), _utc(until), charger, id_tag, limit)
+        found = await ctx.store.transactions.query(utc(since), utc(until), charger, id_tag, limit)
         rows = [tx.as_json() for tx in found]
         if format == "csv":
             return _csv(rows, EXPORT_FIELDS, "transactions.csv")
@@ -174,8 +136,8 @@ def _router() -> APIRouter:
     async def meter_values(
         ctx: Ctx, _: Reader, charger_id: ChargerId, since: Since = None, until: Until = None, limit: Limit = 10000
     ) -> Response:
-        _known(ctx, charger_id)
-        rows = await ctx.store.transactions.meter_value_rows(charger_id, _utc(since), _utc(until), limit)
+        known_charger(ctx, charger_id)
+        rows = await ctx.store.transactions.meter_value_rows(charger_id, utc(since), utc(until), limit)
         # The sampled values are stored as the JSON they arrived in: pass them through, never decode them.
         body = ",".join(
             f'{{"evse":{evse},"transaction_id":{"null" if tx is None else tx},"timestamp":"{ts}","sampled_value":{text}}}'
@@ -204,18 +166,18 @@ def _router() -> APIRouter:
              "it holds in manual mode")
     async def evse_limit(ctx: Ctx, actor: Acting, charger_id: ChargerId, evse: Annotated[int, Path(ge=1, le=32)],
                          body: LimitBody) -> dict[str, Any]:  # fmt: skip
-        _known(ctx, charger_id)
+        known_charger(ctx, charger_id)
         return await ctx.commands.execute(SetManualLimit(charger_id, evse, body.limit_w), actor)
 
     @api.get("/events", summary="What happened on the site (allocation changes, fail-safe on and off), newest first")
     async def events(ctx: Ctx, _: Reader, since: Since = None, kind: str | None = None,
                      limit: Limit = 1000) -> list[dict[str, Any]]:  # fmt: skip
-        return await ctx.store.events.query(kind, _utc(since), limit)
+        return await ctx.store.events.query(kind, utc(since), limit)
 
     @api.get("/audit", summary="Commands sent through the gateway, with who sent them, newest first")
     async def audit(ctx: Ctx, _: Operator, since: Since = None, target: str | None = None,
                     limit: Limit = 1000) -> list[dict[str, Any]]:  # fmt: skip
-        return await ctx.store.audit.query(_utc(since), target, limit)
+        return await ctx.store.audit.query(utc(since), target, limit)
 
     return api
 
@@ -239,25 +201,6 @@ class ModeBody(_Body):
 
 class LimitBody(_Body):
     limit_w: Watts
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, whatever Content-Type the client put on it (curl -d says form data)."""
-    body = await request.body()
-    if not body.strip():
-        return {}
-    try:
-        payload = strictjson.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(422, "the body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise HTTPException(422, "the body must be a JSON object")
-    return payload
-
-
-def _known(ctx: WebContext, charger_id: str) -> None:
-    if charger_id not in ctx.site.chargers:
-        raise HTTPException(404, f"no charger {charger_id!r} on this site")
 
 
 def _charger_view(ctx: WebContext, charger_id: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -304,12 +247,6 @@ def _meter_view(ctx: WebContext, meter_id: str) -> dict[str, Any]:
         "last_error": error["value"] if error else None,
         "values": dict(sorted(values.items())),
     }
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def _csv(rows: list[dict[str, Any]], fields: tuple[str, ...], filename: str) -> Response:
