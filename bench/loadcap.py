@@ -137,7 +137,7 @@ class BenchGrid(GridMeterModel):
 
 def config(directory: Path, ocpp_port: int, meter_port: int, loadcap: bool, tuning: list[str]) -> Path:
     lines = [f'[gateway]\nid = "bench"\nstate_dir = "{directory / "state"}"\n',
-             f'[ocpp]\nlisten = "127.0.0.1:{ocpp_port}"\n', f'[web]\nlisten = "127.0.0.1:{free_port()}"\n',
+             f'[ocpp]\nlisten = "127.0.0.1:{ocpp_port}"\ntls_listen = ""\n', f'[web]\nlisten = "127.0.0.1:{free_port()}"\n',
              f'[site]\nlimit_w = {CAP_W}\ngrid_meter = "grid"\nfallback_limit_w = {FALLBACK_W}\n',
              f"[loadcap]\nenabled = {'true' if loadcap else 'false'}\n" + "".join(f"{t}\n" for t in tuning),
              f'[[meters]]\nid = "grid"\ndriver = "modbus"\nhost = "127.0.0.1"\nport = {meter_port}\nunit = 1\n'

@@ -54,7 +54,7 @@ def rss_mb(pid: int) -> float:
 def gateway_config(directory: Path, port: int, web_port: int, chargers: int) -> Path:
     # The per-charger rate limit protects a site from one runaway charger; here it would measure itself.
     lines = [f'[gateway]\nid = "bench"\nstate_dir = "{directory / "state"}"\n',
-             f'[ocpp]\nlisten = "127.0.0.1:{port}"\nrate_limit_per_s = 1000000.0\n',
+             f'[ocpp]\nlisten = "127.0.0.1:{port}"\ntls_listen = ""\nrate_limit_per_s = 1000000.0\n',
              f'[web]\nlisten = "127.0.0.1:{web_port}"\n', "[site]\nlimit_w = 1000000\n"]  # fmt: skip
     for n in range(chargers):
         lines.append(f'[[chargers]]\nid = "B{n:04d}"\npassword = "bench-password-{n:04d}"\n')

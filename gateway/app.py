@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import drivers.bacnet
+import drivers.ocpp.badges
 from bridges.mqtt import MqttBridge
 from bridges.opcua_server import OpcuaServer
 from bridges.outbox import Outbox
@@ -22,6 +24,7 @@ from drivers.bacnet import BacnetDriver
 from drivers.modbus import ModbusDriver
 from drivers.opcua_client import OpcuaDriver
 from drivers.ocpp import OcppServer, Recorder
+from gateway.clock import utcnow
 from gateway.commands import Commands
 from gateway.meters import mirror
 from gateway.model import Site
@@ -80,9 +83,11 @@ class App:
         self.image = ProcessImage()
         self.store = Store(settings.gateway.state_dir)
         self.commands = Commands(self.store.audit)
-        self.recorder = Recorder(self.site, self.image, self.store)
+        self.recorder = Recorder(self.site, self.image, self.store, settings.authorization)
         self.ocpp = OcppServer(settings, self.recorder)
+        self.ocpp.links.files = settings.files
         self.ocpp.register(self.commands)
+        drivers.ocpp.badges.register(self.commands, self.ocpp)
         modbus_meters = [m for m in settings.meters if isinstance(m, ModbusTcpMeter | ModbusRtuMeter)]
         self.modbus = ModbusDriver(modbus_meters, self.image) if modbus_meters else None
         opcua_meters = [m for m in settings.meters if isinstance(m, OpcuaMeter)]
@@ -135,6 +140,7 @@ class App:
             context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state)
             self.web = WebServer(create_app(context), self.settings.web.listen)
             self.ocpp.links.web_port = self.web.port
+            self.ocpp.links.charger_models = self.settings.charger_models
             async with asyncio.TaskGroup() as tasks:
                 ocpp_up, web_up = asyncio.Event(), asyncio.Event()
                 tasks.create_task(self.ocpp.run(ocpp_up), name="ocpp")
@@ -142,6 +148,7 @@ class App:
                 # What may break at run time is restarted, not allowed to stop the gateway: a meter's odd
                 # answer must never take the chargers' central system down with it.
                 tasks.create_task(supervised("housekeeping", self._housekeeping), name="housekeeping")
+                tasks.create_task(supervised("reservations", self.recorder.expire_reservations), name="reservations")
                 tasks.create_task(supervised("attached-meters", lambda: mirror(self.site, self.image)),
                                   name="attached-meters")  # fmt: skip
                 for name, part in self._field_drivers() + self._bridges():
@@ -172,6 +179,8 @@ class App:
         keep = self.settings.store
         while True:
             removed = await self.store.prune(keep.meter_values_days, keep.audit_days)
+            if self.settings.authorization.cache_days:
+                await self.store.badges.prune_cache(utcnow() - timedelta(days=self.settings.authorization.cache_days))
             if removed:
                 log.info("pruned meter values older than %d days rows=%d", keep.meter_values_days, removed)
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)

@@ -103,6 +103,47 @@ class SetAvailability(Command):
     evse: int | None = None  # None: the whole charger
 
 
+@dataclass(frozen=True)
+class Reserve(Command):
+    """Hold an EVSE (None: any of the charger's) for a badge until ``expiry`` (ISO 8601)."""
+
+    charger_id: str
+    id_tag: str
+    expiry: str
+    evse: int | None = None
+    parent_id_tag: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelReservation(Command):
+    charger_id: str
+    reservation_id: int
+
+
+@dataclass(frozen=True)
+class PutBadge(Command):
+    """Add or change a badge on the site's list (status Accepted, Blocked, Expired or Invalid)."""
+
+    id_tag: str
+    status: str = "Accepted"
+    expiry: str | None = None
+    parent_id_tag: str | None = None
+    note: str | None = None
+
+    @property
+    def target(self) -> str | None:
+        return f"badge:{self.id_tag}"
+
+
+@dataclass(frozen=True)
+class RemoveBadge(Command):
+    id_tag: str
+
+    @property
+    def target(self) -> str | None:
+        return f"badge:{self.id_tag}"
+
+
 # Requests that change how a charger is set up, where it connects and what it runs, or that hand its data
 # (logs, customer records) somewhere: admins configure, operators only act.
 CONFIGURING_ACTIONS = frozenset({

@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.auth import check_password_hash_format
@@ -117,9 +126,33 @@ class GatewaySettings(Section):
 
 
 class OcppSettings(Section):
-    listen: Listen = Field("0.0.0.0:9000", description="ws://HOST:PORT/ocpp/{chargePointId}")
+    listen: Listen = Field(
+        "0.0.0.0:9000", description="ws://HOST:PORT/ocpp/{chargePointId} (plain; off under security profiles 2 and 3)"
+    )
     security_profile: int = Field(
-        1, ge=0, le=1, description="0: no authentication (lab only); 1: HTTP Basic auth with a per-charger password"
+        1, ge=0, le=3, description="The lowest OCPP security profile the site accepts: 0 no authentication (lab "
+        "only); 1 HTTP Basic auth with a per-charger password; 2 TLS + Basic auth; 3 TLS with a client certificate "
+        "signed by the site CA. 2 and 3 turn the plain listener off"
+    )
+    tls_listen: str = Field(
+        "0.0.0.0:9443", description='wss://HOST:PORT/ocpp/{chargePointId} (security profiles 2 and 3; "" turns it '
+        "off): a client certificate whose CN is the charge point id authenticates it, else its Basic-auth password"
+    )
+    tls_host_names: list[str] = Field(
+        default_factory=list, description="Host names and addresses chargers reach the gateway at: put in the server "
+        "certificate the gateway makes, besides localhost, 127.0.0.1, ::1 and the machine's host name"
+    )
+    tls_certificate: Path | None = Field(
+        None, description="Server certificate chain (PEM) to use instead of the one the site CA makes in "
+        "{state_dir}/pki (re-read twice a day)"
+    )
+    tls_private_key: Path | None = Field(None, description="The server certificate's private key (PEM)")
+    tls_client_ca: Path | None = Field(
+        None, description="More CA certificates (PEM) that chargers' client certificates may chain to, besides the "
+        "site CA"
+    )
+    tls_client_days: int = Field(
+        730, ge=1, le=3650, description="Validity of the client certificates the site CA signs (SignCertificate)"
     )
     auto_accept: bool = Field(False, description="Accept unknown charger ids (unauthenticated); refused ids are listed")
     heartbeat_interval_s: int = Field(300, ge=10, le=86400, description="Heartbeat interval given at boot")
@@ -134,6 +167,32 @@ class OcppSettings(Section):
         20.0, gt=0, description="Messages per second read from one charger; faster ones wait (TCP backpressure)"
     )
     rate_limit_burst: int = Field(200, ge=1, description="Messages a charger may send at once before the rate applies")
+
+    @field_validator("tls_listen")
+    @classmethod
+    def _tls_listen(cls, value: str) -> str:
+        return value and _check_listen(value)
+
+    @field_validator("tls_certificate", "tls_private_key", "tls_client_ca")
+    @classmethod
+    def _readable_pem(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            raise ValueError("no such file") from None
+        except OSError as e:
+            raise ValueError(f"cannot be read ({e.strerror})") from None
+        if b"-----BEGIN " not in text:
+            raise ValueError("not a PEM file")
+        return path
+
+    @model_validator(mode="after")
+    def _tls(self) -> OcppSettings:
+        if self.security_profile >= 2 and not self.tls_listen:
+            raise ValueError("security_profile 2 and 3 need tls_listen (the plain listener is off)")
+        return _together(self, "tls_certificate", "tls_private_key")
 
 
 class WebSettings(Section):
@@ -384,8 +443,27 @@ class AuthorizationSettings(Section):
     )
 
 
+def _check_public_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1].strip("/")) == 0:
+        raise ValueError("must be an http:// or https:// address, for example http://192.0.2.5:8080")
+    return value.rstrip("/")
+
+
 class FilesSettings(Section):
     """Firmware served to chargers, diagnostics and logs received from them (on the web port)."""
+
+    public_url: Annotated[str | None, AfterValidator(_check_public_url)] = Field(
+        None, description="Base URL chargers reach the web port at (default: the address their OCPP connection "
+        "reached, with the web port)"
+    )
+    max_upload_mb: float = Field(50.0, gt=0, le=4096, description="Largest diagnostics or log file a charger may "
+                                 "upload; a larger one is refused (413)")  # fmt: skip
+    link_valid_s: int = Field(
+        3600, ge=60, le=30 * 86400, description="How long a link given to a charger works (after the retrieve date "
+        "of a firmware update, plus its retries)"
+    )
 
 
 class ChargerModelSettings(Section):
@@ -695,10 +773,10 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
         problems.append("site.fallback_limit_w: required with a grid_meter (what the EVs may draw together while "
                         "it is silent)")
     ocpp = data.get("ocpp") if isinstance(data.get("ocpp"), dict) else {}
-    if str(ocpp.get("security_profile", 1)) != "0":
+    if str(ocpp.get("security_profile", 1)) in ("1", "2"):
         for charger in _items(data, "chargers"):
             if charger.get("password") is None and charger.get("password_hash") is None:
-                problems.append(f"chargers.{charger['id']}.password: required with ocpp.security_profile = 1")
+                problems.append(f"chargers.{charger['id']}.password: required with ocpp.security_profile = 1 or 2")
     return problems
 
 

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.auth import Actor, Role
-from gateway.clock import utcnow
+from gateway.clock import parse_iso, utcnow
 from gateway.commands import CommandError, Commands, SetChargingLimit, SetManualLimit, SetMode, SetSiteLimit
 from gateway.model import Charger, Site
 from gateway.points import ProcessImage, Quality, charger_point, evse_point
@@ -211,12 +211,12 @@ class LoadCap:
                 manual = self.manual.get(key) if self.mode == "manual" else None
                 sent = self.sent.get(key)
                 draw, settled = self._draw(charger.id, evse, sent, grid[2] if grid else None)
+                max_w = min(charger.max_w, manual if manual is not None else charger.max_w)
                 demands.append(Demand(
                     key=key, phases=_site_phases(charger, used), min_w=self.cfg.min_current_a * voltage * len(used),
-                    max_w=min(charger.max_w, manual if manual is not None else charger.max_w),
-                    max_reason="manual limit" if manual is not None else "max: charger rating",
+                    max_w=max_w, max_reason="manual limit" if manual is not None else "max: charger rating",
                     priority=charger.priority, groups=self.path(charger), draw_w=draw,
-                    limit_w=sent.limit_w if sent and settled else None,
+                    limit_w=sent.limit_w if sent and settled else None, laxity_s=self._laxity(charger.id, evse, max_w),
                 ))  # fmt: skip
         controlled = sum(d.draw_w or 0.0 for d in demands)
         limit_w, phase_limits = self.site_limit()
@@ -230,6 +230,20 @@ class LoadCap:
             demand_margin_w=self.cfg.demand_margin_w, urgency_s=self.cfg.urgency_s,
         )  # fmt: skip
         return snap, phases
+
+    def _laxity(self, charger_id: str, evse: int, max_w: float) -> float | None:
+        """The session's slack before its departure, from what its EV said it needs (None: it did not say)."""
+        departure = self.image.value(evse_point(charger_id, evse, "departure_time"))
+        needed = self.image.value(evse_point(charger_id, evse, "energy_needed_wh"))
+        if not departure or needed is None:
+            return None
+        try:
+            leaves = parse_iso(departure)
+        except (ValueError, TypeError, AttributeError):
+            return None
+        ev_max = self.image.value(evse_point(charger_id, evse, "ev_max_power_w"))
+        return laxity_s(leaves, utcnow(), needed, self.image.value(evse_point(charger_id, evse, "session_energy_wh")),
+                        min(max_w, ev_max) if ev_max else max_w)  # fmt: skip
 
     def site_limit(self) -> tuple[float | None, tuple[float, float, float] | None]:
         """The strictest of the configured, scheduled and external limits (W), and the per-phase limits."""
@@ -482,6 +496,16 @@ class LoadCap:
             self.manual[key] = cmd.limit_w
         await self.cycle()
         return {"evse": key, "manual_limit_w": self.manual.get(key), "mode": self.mode}
+
+
+def laxity_s(departure: datetime, now: datetime, needed_wh: float, so_far_wh: float | None,
+             max_w: float) -> float | None:  # fmt: skip
+    """Slack before departure: the time left minus the time the energy still needed takes at the car's
+    maximum. Negative: it leaves short however it is served. None when it cannot take power at all."""
+    if max_w <= 0:
+        return None
+    remaining_wh = max(0.0, needed_wh - (so_far_wh or 0.0))
+    return (departure - now).total_seconds() - remaining_wh / max_w * 3600.0
 
 
 def _site_phases(charger: Charger, used: tuple[int, ...]) -> tuple[int, ...]:

@@ -35,6 +35,7 @@ state_dir = "{state_dir}"
 listen = "127.0.0.1:{ocpp_port}"
 call_timeout_s = {call_timeout_s}
 heartbeat_interval_s = 60
+tls_listen = "127.0.0.1:0"
 
 [web]
 listen = "127.0.0.1:{web_port}"
@@ -81,15 +82,18 @@ def free_port() -> int:
 
 def write_config(directory: Path, extra: str = "", call_timeout_s: float = 5.0, ocpp_port: int = 0,
                  web_port: int = 0, loadcap: bool = False, site_limit_w: float = 100000,
-                 site: str = "") -> Path:  # fmt: skip
+                 site: str = "", unknown_badges: str | None = "accept") -> Path:  # fmt: skip
     """The base site (`site`: more lines of its [site] table) plus `extra`. The load cap stays off unless asked
     for (its own [loadcap] may be in `extra`): it talks to every charger at connect, which tests of other parts
-    would hear."""
+    would hear. The simulated EVs come with random badges, so badges on no list are accepted unless a test of
+    authorization says otherwise (None: the shipped default, reject)."""
     path = directory / "evedge.toml"
     path.write_text(
         BASE_CONFIG.format(state_dir=directory / "state", ocpp_port=ocpp_port, web_port=web_port,
                            call_timeout_s=call_timeout_s, site_limit_w=site_limit_w, site=textwrap.dedent(site))
-        + ("" if loadcap else "\n[loadcap]\nenabled = false\n") + textwrap.dedent(extra)
+        + ("" if loadcap else "\n[loadcap]\nenabled = false\n")
+        + (f'\n[authorization]\nunknown_badges = "{unknown_badges}"\n' if unknown_badges else "")
+        + textwrap.dedent(extra)
     )
     return path
 

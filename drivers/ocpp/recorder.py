@@ -7,6 +7,7 @@ is on disk.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,12 +16,16 @@ from typing import Any
 from ocpp.exceptions import PropertyConstraintViolationError
 
 from drivers.ocpp import measurands
-from gateway.clock import utcnow
+from gateway.authorization import Decision
+from gateway.clock import iso, utcnow
 from gateway.model import Site
 from gateway.points import FLOW, ProcessImage, Quality, charger_point, evse_point
+from gateway.settings import AuthorizationSettings
 from gateway.store import Sample, Store, Transaction
 
 log = logging.getLogger(__name__)
+
+RESERVATION_CHECK_S = 2.0  # how late the gateway may notice that a reservation expired
 
 
 def _check(evse: int, connector: int | None, charger_level: bool = True) -> None:
@@ -39,10 +44,14 @@ class MeterValue:
 
 
 class Recorder:
-    def __init__(self, site: Site, image: ProcessImage, store: Store) -> None:
+    def __init__(self, site: Site, image: ProcessImage, store: Store,
+                 authorization: AuthorizationSettings | None = None) -> None:  # fmt: skip
         self.site = site
         self.image = image
         self.store = store
+        policy = authorization or AuthorizationSettings()
+        self.accept_unknown_badges = policy.unknown_badges == "accept"
+        self.cache_badges = policy.cache_days > 0
 
     async def connected(self, charger_id: str, version: str, remote: str | None) -> list[Transaction]:
         """A charger is online; returns its sessions still running, as the store has them."""
@@ -88,17 +97,72 @@ class Recorder:
         self.image.set(evse_point(charger_id, evse, "status"), status, ts)
         self.image.set(evse_point(charger_id, evse, "error_code"), error_code or "NoError", ts)
 
-    def authorize(self, charger_id: str, id_tag: str) -> str:
-        """Accepted, Invalid, Expired or Blocked. Every badge is accepted until badge lists exist."""
-        return "Accepted"
+    async def authorize(self, charger_id: str, id_tag: str) -> Decision:
+        """Accepted, Invalid, Expired or Blocked, with the badge's expiry and group (gateway/authorization.py)."""
+        decision = await self.store.badges.authorize(charger_id, id_tag, utcnow(), self.accept_unknown_badges,
+                                                     remember=self.cache_badges)  # fmt: skip
+        if decision.status != "Accepted":
+            log.info("badge refused charger=%s id_tag=%s status=%s source=%s", charger_id, id_tag, decision.status,
+                     decision.source)  # fmt: skip
+        return decision
+
+    async def reserved(self, charger_id: str, reservation_id: int, evse: int | None, id_tag: str,
+                       parent: str | None, expiry: datetime) -> None:  # fmt: skip
+        """A reservation the charger accepted; EVSE 0 / None reserves the charger as a whole."""
+        await self.store.badges.reserved(charger_id, reservation_id, evse, id_tag, parent, expiry, utcnow())
+        if evse:
+            self.image.set(evse_point(charger_id, evse, "reservation_id"), reservation_id)
+        log.info("reservation made charger=%s evse=%s reservation=%s expiry=%s", charger_id, evse, reservation_id,
+                 iso(expiry))  # fmt: skip
+
+    async def reservation_ended(self, charger_id: str, reservation_id: int, status: str,
+                                transaction_id: int | None = None) -> None:  # fmt: skip
+        ended = await self.store.badges.reservation_ended(charger_id, reservation_id, status, utcnow(), transaction_id)
+        if ended is None:
+            return
+        evse = ended["evse"]
+        if evse and self.image.value(evse_point(charger_id, evse, "reservation_id")) == reservation_id:
+            self.image.set(evse_point(charger_id, evse, "reservation_id"), 0)
+        log.info("reservation ended charger=%s reservation=%s status=%s", charger_id, reservation_id, status)
+
+    async def reservation_for(self, charger_id: str, evse: int, id_tag: str | None, parent: str | None,
+                              reservation_id: int | None) -> tuple[str, int | None]:  # fmt: skip
+        """Whether a session may start here, and the reservation it uses: the one it names, or the one on its EVSE
+        that its badge or group holds. On an EVSE reserved for another badge the answer is Invalid: the
+        reservation is honoured. Reads only; :meth:`start` marks the reservation used."""
+        if reservation_id is not None:
+            return "Accepted", reservation_id
+        for r in await self.store.badges.reservations(charger_id, active_at=utcnow()):
+            if r["evse"] not in (None, evse):
+                continue
+            if id_tag == r["id_tag"] or (parent is not None and parent == r["parent_id_tag"]):
+                return "Accepted", r["reservation_id"]
+            if r["evse"] == evse:
+                log.warning("session on an EVSE reserved for another badge charger=%s evse=%s reservation=%s",
+                            charger_id, evse, r["reservation_id"])  # fmt: skip
+                return "Invalid", None
+        return "Accepted", None
+
+    async def expire_reservations(self) -> None:
+        """Reservations past their expiry end (the charger drops them itself; this keeps the gateway's view)."""
+        while True:
+            for ended in await self.store.badges.expire_reservations(utcnow()):
+                evse, charger_id = ended["evse"], ended["charger"]
+                if evse and self.image.value(evse_point(charger_id, evse, "reservation_id")) == ended["reservation_id"]:
+                    self.image.set(evse_point(charger_id, evse, "reservation_id"), 0)
+                log.info("reservation expired charger=%s reservation=%s", charger_id, ended["reservation_id"])
+            await asyncio.sleep(RESERVATION_CHECK_S)
 
     async def start(self, charger_id: str, evse: int, connector: int | None, id_tag: str | None, ts: datetime,
-                    meter_start_wh: float | None, *, ocpp_id: str | None = None,
-                    soc: float | None = None) -> Transaction:  # fmt: skip
+                    meter_start_wh: float | None, *, ocpp_id: str | None = None, soc: float | None = None,
+                    reservation_id: int | None = None) -> Transaction:  # fmt: skip
         _check(evse, connector, charger_level=False)
         tx = await self.store.transactions.start(
             charger_id, evse, connector, id_tag, ts, meter_start_wh, ocpp_id=ocpp_id, soc=soc
         )
+        if reservation_id is not None:
+            await self.reservation_ended(charger_id, reservation_id, "used", tx.id)
+        # Shown last: the load cap acts on a new session, and its profile must not overtake our answer.
         self._show_open(tx)
         log.info("transaction started charger=%s evse=%s id=%s id_tag=%s", charger_id, evse, tx.id, id_tag)
         return tx

@@ -1,13 +1,19 @@
-"""The central system: ws://HOST:PORT/ocpp/{chargePointId}, OCPP 1.6J and 2.0.1 side by side on one port.
+"""The central system: ws://HOST:PORT/ocpp/{chargePointId} and wss://HOST:TLS_PORT/ocpp/{chargePointId}, OCPP
+1.6J and 2.0.1 side by side on each.
 
 The handshake decides who may talk: an unknown id gets 404 (and is listed for a technician) unless
 ``ocpp.auto_accept``; under security profile 1 a known id must present its Basic-auth password (401
-otherwise). The subprotocol picks the version. The same id connecting again replaces its old session.
+otherwise). On the TLS listener (its PKI in :mod:`drivers.ocpp.tls`) a client certificate whose CN is the id
+logs the charger in (profile 3), one for another id gets 403, and without one the password is needed (profile 2)
+unless the site asks for profile 3 (403). Profiles 2 and 3 turn the plain listener off. The subprotocol picks
+the version. The same id connecting again replaces its old session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -25,6 +31,7 @@ from drivers.ocpp.frames import SUBPROTOCOLS, V16
 from drivers.ocpp.profiles import profile_request
 from drivers.ocpp.recorder import Recorder
 from drivers.ocpp.session import Links, Session
+from drivers.ocpp.tls import SitePki, client_certificate, common_name
 from drivers.ocpp.v16 import Session16
 from drivers.ocpp.v201 import Session201
 from gateway.auth import parse_basic_auth, password_forms, same_password, verify_password
@@ -54,12 +61,13 @@ _ID = re.compile(r"[A-Za-z0-9_.-]{1,48}")
 class OcppServer:
     def __init__(self, settings: Settings, recorder: Recorder) -> None:
         self.settings = settings.ocpp
+        self.pki = SitePki(settings.ocpp, settings.gateway.state_dir, settings.gateway.id)
         self.voltage_v = settings.site.voltage_v
         self.chargers: dict[str, ChargerSettings] = {c.id: c for c in settings.chargers}
         self.recorder = recorder
         self.sessions: dict[str, Session] = {}
-        self.port: int | None = None
-        self._server: Server | None = None
+        self.port: int | None = None  # ws://, None while off (security profiles 2 and 3)
+        self.tls_port: int | None = None  # wss://, None while off (tls_listen = "")
         self._locks: dict[str, asyncio.Lock] = {}
         # A stored hash takes tens of ms of scrypt (and 16 MiB) to check: one check at a time, and remember who
         # passed (keyed by a per-run secret) so a charger reconnecting every few seconds does not cost that.
@@ -83,31 +91,50 @@ class OcppServer:
         commands.register(SetChargingLimit, self._set_limit)
 
     async def run(self, started: asyncio.Event | None = None) -> None:
-        host, port = split_listen(self.settings.listen)
-        async with serve(
+        async with contextlib.AsyncExitStack() as stack:
+            servers: list[Server] = []
+            if self.settings.security_profile <= 1:
+                servers.append(await stack.enter_async_context(self._listen(self.settings.listen)))
+                self.port = _port(servers[-1])
+            if self.settings.tls_listen:
+                context = await self.pki.open()
+                self.links.pki = self.pki  # sessions sign their chargers' CSRs with it
+                servers.append(await stack.enter_async_context(self._listen(self.settings.tls_listen, context)))
+                self.tls_port = _port(servers[-1])
+            urls = [f"ws://{self.settings.listen.rpartition(':')[0]}:{self.port}/ocpp/{{id}}"] if self.port else []
+            if self.tls_port:
+                urls.append(f"wss://{self.settings.tls_listen.rpartition(':')[0]}:{self.tls_port}/ocpp/{{id}}")
+            log.info("OCPP central system listening on %s (security profile %d and up)", " and ".join(urls),
+                     self.settings.security_profile)  # fmt: skip
+            if started is not None:
+                started.set()
+            renewals = [self.pki.keep_renewed()] if self.tls_port else []
+            await asyncio.gather(*(server.serve_forever() for server in servers), *renewals)
+
+    def _listen(self, listen: str, context: Any = None) -> Any:
+        """A websocket server at HOST:PORT, over TLS when given a context."""
+        host, port = split_listen(listen)
+        return serve(
             self._serve_connection,
             host,
             port,
+            ssl=context,
             subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
             select_subprotocol=_select_subprotocol,
-            process_request=self._check_handshake,
+            process_request=functools.partial(self._check_handshake, tls=context is not None),
             max_size=self.settings.max_frame_bytes,
             compression=None,  # chargers rarely ask for it; a zlib context per connection costs RAM on a Pi
             server_header="evedge",
-        ) as server:
-            self._server = server
-            self.port = server.sockets[0].getsockname()[1]
-            log.info("OCPP central system listening on ws://%s:%d/ocpp/{id}", host, self.port)
-            if started is not None:
-                started.set()
-            await server.serve_forever()
+        )
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok" if self.port else "starting", "port": self.port, "connected": len(self.sessions)}
+        up = self.port is not None or self.tls_port is not None
+        return {"status": "ok" if up else "starting", "port": self.port, "tls_port": self.tls_port,
+                "connected": len(self.sessions)}  # fmt: skip
 
     # -- handshake ---------------------------------------------------------------------------------------
 
-    async def _check_handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _check_handshake(self, connection: ServerConnection, request: Request, tls: bool) -> Response | None:
         charger_id = charger_id_from(request.path)
         remote = _remote(connection)
         address = remote.rpartition(":")[0] if remote else "?"
@@ -116,6 +143,12 @@ class OcppServer:
         if charger_id is None:
             log.warning("refused: not an OCPP path path=%r remote=%s", request.path[:100], remote)
             return _reject(connection, 404, "Not Found: connect to /ocpp/{chargePointId}")
+        certificate = client_certificate(connection) if tls else None  # verified against the CAs by TLS already
+        if certificate is not None and common_name(certificate.subject) != charger_id:
+            self._failures.failed(address)
+            log.warning("refused: a client certificate for another charge point charger=%s certificate_cn=%r "
+                        "remote=%s", charger_id, common_name(certificate.subject), remote)  # fmt: skip
+            return _reject(connection, 403, "The client certificate is not this charge point's")
         charger = self.chargers.get(charger_id)
         if charger is None:
             if self.settings.auto_accept:
@@ -124,6 +157,13 @@ class OcppServer:
             self._failures.failed(address)
             await self._list_refused(charger_id, remote)
             return _reject(connection, 404, "Unknown charge point")
+        if certificate is not None:
+            log.debug("client certificate accepted charger=%s serial=%x", charger_id, certificate.serial_number)
+            return None
+        if tls and self.settings.security_profile == 3:
+            self._failures.failed(address)
+            log.warning("refused: no client certificate (security profile 3) charger=%s remote=%s", charger_id, remote)
+            return _reject(connection, 403, "A client certificate is required (security profile 3)")
         if self.settings.security_profile == 0:
             return None
         credentials = parse_basic_auth(request.headers.get("Authorization"))
@@ -152,7 +192,8 @@ class OcppServer:
     async def _password_ok(self, charger: ChargerSettings, password: bytes) -> bool:
         if charger.password is not None:
             return same_password(password, charger.password.get_secret_value())
-        assert charger.password_hash is not None
+        if charger.password_hash is None:  # a charger that logs in by certificate only
+            return False
         tag = hmac.new(self._pepper, password, hashlib.sha256).digest()
         if hmac.compare_digest(self._passed.get(charger.id, b""), tag):
             return True
@@ -268,6 +309,10 @@ def _reject(connection: ServerConnection, status: int, text: str, headers: dict[
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _port(server: Server) -> int:
+    return server.sockets[0].getsockname()[1]
 
 
 def _remote(connection: ServerConnection) -> str | None:

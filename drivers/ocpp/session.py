@@ -16,7 +16,7 @@ import abc
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -33,7 +33,7 @@ from gateway.store import Transaction
 from gateway.clock import iso, parse_iso, utcnow
 from gateway.commands import CommandError
 from gateway.limits import TokenBucket
-from gateway.settings import OcppSettings
+from gateway.settings import FilesSettings, OcppSettings
 
 log = logging.getLogger(__name__)
 wire = logging.getLogger("drivers.ocpp.wire")  # every frame, at DEBUG
@@ -52,6 +52,8 @@ class Links:
 
     web_port: int | None = None
     pki: Any = None
+    files: FilesSettings = field(default_factory=FilesSettings)  # [files]: the links put in firmware/log requests
+    charger_models: list[Any] = field(default_factory=list)  # ChargerModelSettings: what each model may get wrong
 
 
 class Session(ChargePoint, abc.ABC):
@@ -83,6 +85,7 @@ class Session(ChargePoint, abc.ABC):
         self._inflow = TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst)
         self._warnings = TokenBucket(WARNINGS_PER_S, WARNINGS_BURST)
         self._suppressed = 0
+        self.tolerated: frozenset[str] = frozenset()  # actions whose schema violations this model is forgiven
 
     # -- receiving ---------------------------------------------------------------------------------------
 
@@ -90,6 +93,9 @@ class Session(ChargePoint, abc.ABC):
         """Serve the connection until it closes."""
         sender = asyncio.create_task(self._send_requests(), name=f"ocpp-requests-{self.id}")
         try:
+            if self.links.charger_models:
+                known = (await self.recorder.store.chargers.info(self.id)).get(self.id, {})
+                self.tolerate(known.get("vendor"), known.get("model"))
             async for raw in self.ws:
                 if not self._inflow.try_take() and not await self._throttle():
                     break
@@ -135,6 +141,8 @@ class Session(ChargePoint, abc.ABC):
             await self._send(refusal)
             return
         self.current = call
+        if call.action in self.tolerated:
+            await self._forgive(ocpp.messages.Call(call.unique_id, call.action, call.payload))
         try:
             # The library validates the payload against the spec's schema, calls the @on handler, validates and
             # sends our answer; an exception inside the handler becomes an InternalError CALLERROR.
@@ -208,15 +216,38 @@ class Session(ChargePoint, abc.ABC):
                 f"{self.id} answered {action} with {answer.code}",
                 {"errorCode": answer.code, "errorDescription": answer.description, "errorDetails": answer.details},
             )
+        result = ocpp.messages.CallResult(answer.unique_id, answer.payload, action)
+        if action in self.tolerated:
+            await self._forgive(result)
+            return answer.payload
         try:
-            await ocpp.messages.validate_payload(
-                ocpp.messages.CallResult(answer.unique_id, answer.payload, action), self.version
-            )
+            await ocpp.messages.validate_payload(result, self.version)
         except Exception as e:  # OCPPError, or what the library's decimal checks raise on odd numbers
             raise CommandError(
                 "bad_answer", f"{self.id} answered {action} outside the schema", {"answer": answer.payload, **_cause(e)}
             ) from None
         return answer.payload
+
+    def tolerate(self, vendor: str | None, model: str | None) -> None:
+        """Forgive this charger's model the schema violations its config entry lists (``[[charger_models]]``)."""
+        tolerated = frozenset(
+            action
+            for entry in self.links.charger_models
+            if entry.model == model and entry.vendor in (None, vendor)
+            for action in entry.tolerate
+        )
+        for action, handlers in self.route_map.items():
+            handlers["_skip_schema_validation"] = action in tolerated
+        if tolerated and tolerated != self.tolerated:
+            log.info("schema violations tolerated charger=%s model=%s actions=%s", self.id, model, sorted(tolerated))
+        self.tolerated = tolerated
+
+    async def _forgive(self, message: ocpp.messages.Call | ocpp.messages.CallResult) -> None:
+        """Validate a message of a tolerated action ourselves: a violation is logged, and the message goes on."""
+        try:
+            await ocpp.messages.validate_payload(message, self.version)
+        except Exception as e:
+            self.warn("tolerated schema violation in %s: %s", message.action, _cause(e)["cause"][:MAX_LOGGED])
 
     async def _keep(self, action: str, payload: dict[str, Any], answer: dict[str, Any]) -> None:
         try:

@@ -42,6 +42,7 @@ class Session16(Badges16, Certificates16, ChargingProfiles16, Files16, Reports16
                                    charge_box_serial_number: str | None = None, firmware_version: str | None = None,
                                    **_: Any) -> call_result.BootNotification:  # fmt: skip
         serial = charge_point_serial_number or charge_box_serial_number
+        self.tolerate(charge_point_vendor, charge_point_model)
         await self.recorder.booted(self.id, charge_point_vendor, charge_point_model, serial, firmware_version)
         return call_result.BootNotification(
             current_time=self.now(), interval=self.settings.heartbeat_interval_s, status=RegistrationStatus.accepted
@@ -58,18 +59,20 @@ class Session16(Badges16, Certificates16, ChargingProfiles16, Files16, Reports16
         await self.recorder.status(self.id, connector_id, 1 if connector_id else 0, status, error_code, info, ts)
         return call_result.StatusNotification()
 
-    @on(Action.authorize)
-    def on_authorize(self, id_tag: str, **_: Any) -> call_result.Authorize:
-        return call_result.Authorize(id_tag_info={"status": self.recorder.authorize(self.id, id_tag)})
-
     @on(Action.start_transaction)
     async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
+                                   reservation_id: int | None = None,
                                    **_: Any) -> call_result.StartTransaction:  # fmt: skip
         # Even a refused badge gets a transactionId: the charger then stops, and the stop must find the record.
-        status = self.recorder.authorize(self.id, id_tag)
-        tx = await self.recorder.start(self.id, connector_id, 1, id_tag, when(timestamp), float(meter_start))
+        info = await self.id_tag_info(id_tag)
+        reservation = None
+        if info["status"] == "Accepted":
+            info["status"], reservation = await self.recorder.reservation_for(
+                self.id, connector_id, id_tag, info.get("parentIdTag"), reservation_id)
+        tx = await self.recorder.start(self.id, connector_id, 1, id_tag, when(timestamp), float(meter_start),
+                                       reservation_id=reservation)  # fmt: skip
         self.started(tx)
-        return call_result.StartTransaction(transaction_id=tx.id, id_tag_info={"status": status})
+        return call_result.StartTransaction(transaction_id=tx.id, id_tag_info=info)
 
     @on(Action.meter_values)
     async def on_meter_values(self, connector_id: int, transaction_id: int | None = None,
@@ -100,7 +103,7 @@ class Session16(Badges16, Certificates16, ChargingProfiles16, Files16, Reports16
                         if r.soc is not None), None)  # fmt: skip
             await self.recorder.stop(tx, ts, float(meter_stop), reason or "Local", soc=soc, id_tag=id_tag)
             self.stopped(tx)
-        info = {"status": self.recorder.authorize(self.id, id_tag)} if id_tag else None
+        info = await self.id_tag_info(id_tag) if id_tag else None
         return call_result.StopTransaction(id_tag_info=info)
 
     @on(Action.data_transfer)

@@ -65,6 +65,7 @@ class Session201(Badges201, Certificates201, ChargingProfiles201, Files201, Repo
     async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
                                    **_: Any) -> call_result.BootNotification:  # fmt: skip
         station = self.current.payload["chargingStation"]
+        self.tolerate(station["vendorName"], station["model"])
         await self.recorder.booted(self.id, station["vendorName"], station["model"], station.get("serialNumber"),
                                    station.get("firmwareVersion"))  # fmt: skip
         return call_result.BootNotification(
@@ -85,11 +86,6 @@ class Session201(Badges201, Certificates201, ChargingProfiles201, Files201, Repo
         await self.recorder.status(self.id, evse_id, connector_id, status or connector_status, None, None,
                                    when(timestamp))  # fmt: skip
         return call_result.StatusNotification()
-
-    @on(Action.authorize)
-    def on_authorize(self, id_token: dict[str, Any], **_: Any) -> call_result.Authorize:
-        token = self.current.payload["idToken"]["idToken"]
-        return call_result.Authorize(id_token_info={"status": self.recorder.authorize(self.id, token)})
 
     @on(Action.transaction_event)
     async def on_transaction_event(self, event_type: str, timestamp: str, transaction_info: dict[str, Any],
@@ -125,7 +121,16 @@ class Session201(Badges201, Certificates201, ChargingProfiles201, Files201, Repo
             stop_wh = measurands.energy_at(raw.get("meterValue") or [], "Transaction.End")
             await self.recorder.stop(tx, ts, stop_wh, info.get("stoppedReason", "Local"), id_tag=id_tag)
             self.stopped(tx)
-        token_info = {"status": self.recorder.authorize(self.id, id_tag)} if id_tag else None
+        token_info = await self.id_token_info(id_tag) if id_tag else None
+        accepted = token_info is not None and token_info["status"] == "Accepted"
+        reservation = raw.get("reservationId")
+        if not ended and (accepted or reservation is not None):
+            group = ((token_info or {}).get("groupIdToken") or {}).get("idToken")
+            status, used = await self.recorder.reservation_for(self.id, tx.evse or 0, id_tag, group, reservation)
+            if used is not None:
+                await self.recorder.reservation_ended(self.id, used, "used", tx.id)
+            if accepted:
+                token_info["status"] = status  # type: ignore[index]
         return call_result.TransactionEvent(id_token_info=token_info)
 
     @on(Action.meter_values)

@@ -27,10 +27,10 @@ from typing import Any
 from ocpp.charge_point import ChargePoint
 from ocpp.exceptions import OCPPError
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from gateway.clock import iso, utcnow
-from gateway.sim import profiles
+from gateway.sim import certificates, profiles
 from gateway.sim.ev import Ev, random_ev
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class SimSpec:
     meter_interval_s: float = 10.0
     vendor: str = "evedge"
     model: str = "SimCharger"
+    tls: certificates.SimTls | None = None  # for a wss:// url: the CA to trust, its client certificate if any
 
 
 @dataclass
@@ -66,6 +67,7 @@ class SimEvse:
     id_tag: str | None = None
     seq_no: int = 0
     profiles: list[profiles.Profile] = field(default_factory=list)
+    reservation_id: int | None = None  # a reservation this EVSE holds
 
     @property
     def charging(self) -> bool:
@@ -106,6 +108,7 @@ class SimCharger(abc.ABC):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._drop = asyncio.Event()
         self.heard: list[str] = []  # actions of the requests the gateway sent, in order
+        self.wallet = certificates.Wallet(spec.tls)  # its certificates: TLS identity, trusted and installed CAs
 
     # -- what a version module provides (ocpp16.Sim16, ocpp201.Sim201) -------------------------------------
 
@@ -157,6 +160,8 @@ class SimCharger(abc.ABC):
             except InvalidStatus as e:
                 self.refused = e.response.status_code
                 log.warning("sim %s refused by the gateway: HTTP %s", self.spec.id, self.refused)
+            except InvalidHandshake as e:  # TLS 1.3: a refused client certificate shows once the upgrade is sent
+                log.warning("sim %s: no websocket handshake: %s", self.spec.id, e)
             except (OSError, ConnectionClosed, TimeoutError, Offline, OCPPError) as e:
                 log.info("sim %s link down: %s", self.spec.id, e)
             finally:
@@ -171,8 +176,9 @@ class SimCharger(abc.ABC):
             token = base64.b64encode(f"{self.spec.id}:{self.spec.password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
         url = f"{self.spec.url.rstrip('/')}/{self.spec.id}"
+        tls = self.wallet.client_context() if url.startswith("wss://") else None  # its certificate as of now
         async with connect(url, subprotocols=[self.subprotocol], additional_headers=headers,  # type: ignore[list-item]
-                           open_timeout=10, compression=None) as ws:  # fmt: skip
+                           open_timeout=10, compression=None, ssl=tls) as ws:  # fmt: skip
             self.refused = None
             cp = self.make_protocol(ws)
             receiving = asyncio.create_task(cp.start())
@@ -194,6 +200,11 @@ class SimCharger(abc.ABC):
             finally:
                 receiving.cancel()
 
+    async def request_certificate(self, certificate_type: str | None = None, common_name: str | None = None) -> str:
+        """A new key and its CSR sent (SignCertificate); the gateway's answer. The certificate comes with
+        CertificateSigned and serves from the next connection on."""
+        return await certificates.request_certificate(self, certificate_type, common_name)
+
     def heard_request(self, raw: str) -> None:
         with contextlib.suppress(ValueError, IndexError, TypeError):
             message = json.loads(raw)
@@ -204,13 +215,14 @@ class SimCharger(abc.ABC):
         """Close the websocket as a reset would; run() reconnects."""
         self._drop.set()
 
-    async def call(self, payload: Any) -> Any:
-        """A request to the gateway now; raises Offline when there is no link."""
+    async def call(self, payload: Any, *, check: bool = True) -> Any:
+        """A request to the gateway now; raises Offline when there is no link. ``check=False`` sends it even when
+        it breaks the schema, as non-compliant chargers do."""
         cp = self._cp
         if cp is None:
             raise Offline(self.spec.id)
         try:
-            return await cp.call(payload, suppress=False)
+            return await cp.call(payload, suppress=False, skip_schema_validation=not check)
         except (ConnectionClosed, TimeoutError) as e:
             raise Offline(self.spec.id) from e
 

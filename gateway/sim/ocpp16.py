@@ -5,16 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from ocpp.charge_point import snake_to_camel_case
+from ocpp.exceptions import NotSupportedError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as Library, call, call_result
 from ocpp.v16.enums import Action
 
-from gateway.sim import badges, certificates, charging_profiles, files, profiles, reports
+from gateway.sim import badges, certificates, charging_profiles, files, reports
 from gateway.sim.charger import Listening, SimCharger, SimEvse
 
 # Configuration keys a 1.6 charger reports; the writable ones take effect.
 _READ_ONLY = {"NumberOfConnectors", "ChargingScheduleAllowedChargingRateUnit", "ChargeProfileMaxStackLevel",
               "SupportedFeatureProfiles"}  # fmt: skip
+
+
+# The feature profile of each request that is not Core: a charger answers NotSupported outside its profiles.
+_FEATURE_PROFILES = ("Core", "FirmwareManagement", "LocalAuthListManagement", "Reservation", "SmartCharging",
+                     "RemoteTrigger")  # fmt: skip
+_PROFILE_OF = {
+    "GetDiagnostics": "FirmwareManagement", "UpdateFirmware": "FirmwareManagement",
+    "GetLocalListVersion": "LocalAuthListManagement", "SendLocalList": "LocalAuthListManagement",
+    "ReserveNow": "Reservation", "CancelReservation": "Reservation",
+    "SetChargingProfile": "SmartCharging", "ClearChargingProfile": "SmartCharging",
+    "GetCompositeSchedule": "SmartCharging", "TriggerMessage": "RemoteTrigger",
+}  # fmt: skip
 
 
 class Refused(Exception):
@@ -32,7 +45,7 @@ class Sim16(SimCharger):
             "ChargingScheduleAllowedChargingRateUnit": "Current,Power",
             "ChargeProfileMaxStackLevel": "8",
             "AuthorizeRemoteTxRequests": "false",
-            "SupportedFeatureProfiles": "Core,SmartCharging,RemoteTrigger",
+            "SupportedFeatureProfiles": ",".join(_FEATURE_PROFILES),
         }
 
     def make_protocol(self, ws: Any) -> Library:
@@ -44,7 +57,7 @@ class Sim16(SimCharger):
     async def boot(self) -> None:
         result = await self.call(call.BootNotification(
             charge_point_model=self.spec.model, charge_point_vendor=self.spec.vendor,
-            charge_point_serial_number=f"SIM-{self.spec.id}", firmware_version="sim-1.0",
+            charge_point_serial_number=f"SIM-{self.spec.id}", firmware_version=getattr(self, "firmware_version", "sim-1.0"),
         ))  # fmt: skip
         self.config["HeartbeatInterval"] = str(result.interval)
 
@@ -61,8 +74,10 @@ class Sim16(SimCharger):
             auth = await self.call(call.Authorize(id_tag=evse.id_tag))
             if auth.id_tag_info["status"] != "Accepted":
                 raise Refused(auth.id_tag_info["status"])
+        reservation, evse.reservation_id = evse.reservation_id, None
         result = await self.call(call.StartTransaction(connector_id=evse.id, id_tag=evse.id_tag,
-                                                       meter_start=int(evse.meter_wh), timestamp=self.now()))  # fmt: skip
+                                                       meter_start=int(evse.meter_wh), timestamp=self.now(),
+                                                       reservation_id=reservation))  # fmt: skip
         evse.tx_id = str(result.transaction_id)
         await self.call_durable(self.meter_message(evse, "Transaction.Begin"))
         if result.id_tag_info["status"] != "Accepted":
@@ -91,6 +106,12 @@ class _Protocol(badges.Badges16, certificates.Certificates16, charging_profiles.
     """The gateway's requests, answered as a charger would; actions they start run outside the handler."""
 
     sim: Sim16
+
+    async def _handle_call(self, msg: Any) -> Any:
+        profile = _PROFILE_OF.get(msg.action)
+        if profile is not None and profile not in self.sim.config["SupportedFeatureProfiles"].split(","):
+            raise NotSupportedError(details={"cause": f"{msg.action}: this charger has no {profile} profile"})
+        return await super()._handle_call(msg)
 
     @on(Action.remote_start_transaction)
     def on_remote_start(self, id_tag: str, connector_id: int | None = None, charging_profile: dict | None = None,
@@ -158,16 +179,8 @@ class _Protocol(badges.Badges16, certificates.Certificates16, charging_profiles.
         accepted = self.sim.trigger(requested_message, connector_id)
         return call_result.TriggerMessage(status="Accepted" if accepted else "NotImplemented")
 
-    @on(Action.set_charging_profile)
-    def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict,
-                                **_: Any) -> call_result.SetChargingProfile:  # fmt: skip
-        accepted = self.sim.set_profile(connector_id, snake_to_camel_case(cs_charging_profiles))
-        return call_result.SetChargingProfile(status="Accepted" if accepted else "Rejected")
-
-    @on(Action.clear_charging_profile)
-    def on_clear_charging_profile(self, id: int | None = None, connector_id: int | None = None,
-                                  charging_profile_purpose: str | None = None, stack_level: int | None = None,
-                                  **_: Any) -> call_result.ClearChargingProfile:  # fmt: skip
-        purpose = profiles.purpose_of(charging_profile_purpose)
-        removed = self.sim.clear_profiles(id, connector_id, purpose, stack_level)
-        return call_result.ClearChargingProfile(status="Accepted" if removed else "Unknown")
+    @on(Action.extended_trigger_message)
+    def on_extended_trigger_message(self, requested_message: str, connector_id: int | None = None,
+                                    **_: Any) -> call_result.ExtendedTriggerMessage:  # fmt: skip
+        accepted = self.sim.trigger(requested_message, connector_id)
+        return call_result.ExtendedTriggerMessage(status="Accepted" if accepted else "NotImplemented")

@@ -11,7 +11,7 @@ from ocpp.routing import on
 from ocpp.v201 import ChargePoint as Library, call, call_result
 from ocpp.v201.enums import Action
 
-from gateway.sim import badges, certificates, charging_profiles, files, profiles, reports
+from gateway.sim import badges, certificates, charging_profiles, files, reports
 from gateway.sim.charger import Listening, SimCharger, SimEvse
 
 # 1.6-style sim status -> 2.0.1 connector status, and the transaction's charging state.
@@ -50,7 +50,7 @@ class Sim201(SimCharger):
     async def boot(self) -> None:
         result = await self.call(call.BootNotification(
             charging_station={"model": self.spec.model, "vendor_name": self.spec.vendor,
-                              "serial_number": f"SIM-{self.spec.id}", "firmware_version": "sim-1.0"},
+                              "serial_number": f"SIM-{self.spec.id}", "firmware_version": getattr(self, "firmware_version", "sim-1.0")},
             reason="PowerUp",
         ))  # fmt: skip
         self.variables[("OCPPCommCtrlr", "HeartbeatInterval")] = str(result.interval)
@@ -82,8 +82,9 @@ class Sim201(SimCharger):
         if remote_start_id is not None:
             info["remote_start_id"] = remote_start_id
         self._reported[evse.id] = (self._reported.get(evse.id, ("Occupied", None))[0], "Charging")
+        reservation, evse.reservation_id = evse.reservation_id, None
         await self.call_durable(self._event(evse, "Started", trigger, info, token=token, context="Transaction.Begin",
-                                            evse_field=True))  # fmt: skip
+                                            evse_field=True, reservation_id=reservation))  # fmt: skip
 
     def meter_message(self, evse: SimEvse, context: str) -> Any:
         if evse.charging:
@@ -100,7 +101,8 @@ class Sim201(SimCharger):
         self._reported[evse.id] = (self._reported.get(evse.id, ("Occupied", None))[0], None)
 
     def _event(self, evse: SimEvse, event_type: str, trigger: str, info: dict[str, Any], *,
-               token: dict | None = None, context: str | None = None, evse_field: bool = False) -> Any:  # fmt: skip
+               token: dict | None = None, context: str | None = None, evse_field: bool = False,
+               reservation_id: int | None = None) -> Any:  # fmt: skip
         assert evse.tx_id is not None
         seq, evse.seq_no = evse.seq_no, evse.seq_no + 1
         return call.TransactionEvent(
@@ -112,6 +114,7 @@ class Sim201(SimCharger):
             meter_value=[self.meter_value(evse, context)] if context else None,
             evse={"id": evse.id, "connector_id": 1} if evse_field else None,
             id_token=token,
+            reservation_id=reservation_id,
         )
 
     @staticmethod
@@ -197,21 +200,26 @@ class _Protocol(badges.Badges201, certificates.Certificates201, charging_profile
         accepted = self.sim.trigger(requested_message, (evse or {}).get("id"))
         return call_result.TriggerMessage(status="Accepted" if accepted else "NotImplemented")
 
-    @on(Action.set_charging_profile)
-    def on_set_charging_profile(self, evse_id: int, charging_profile: dict,
-                                **_: Any) -> call_result.SetChargingProfile:  # fmt: skip
-        accepted = self.sim.set_profile(evse_id, snake_to_camel_case(charging_profile))
-        return call_result.SetChargingProfile(status="Accepted" if accepted else "Rejected")
+    @on(Action.get_transaction_status)
+    def on_get_transaction_status(self, transaction_id: str | None = None,
+                                  **_: Any) -> call_result.GetTransactionStatus:  # fmt: skip
+        ongoing = None
+        if transaction_id is not None:
+            ongoing = any(e.tx_id == transaction_id for e in self.sim.evses.values())
+        return call_result.GetTransactionStatus(messages_in_queue=self.sim.backlog > 0, ongoing_indicator=ongoing)
 
-    @on(Action.clear_charging_profile)
-    def on_clear_charging_profile(self, charging_profile_id: int | None = None,
-                                  charging_profile_criteria: dict | None = None,
-                                  **_: Any) -> call_result.ClearChargingProfile:  # fmt: skip
-        criteria = charging_profile_criteria or {}
-        removed = self.sim.clear_profiles(charging_profile_id, criteria.get("evse_id"),
-                                          profiles.purpose_of(criteria.get("charging_profile_purpose")),
-                                          criteria.get("stack_level"))  # fmt: skip
-        return call_result.ClearChargingProfile(status="Accepted" if removed else "Unknown")
+    @on(Action.cost_updated)
+    def on_cost_updated(self, total_cost: float, transaction_id: str, **_: Any) -> call_result.CostUpdated:
+        return call_result.CostUpdated()
+
+    @on(Action.publish_firmware)
+    def on_publish_firmware(self, location: str, checksum: str, request_id: int,
+                            **_: Any) -> call_result.PublishFirmware:  # fmt: skip
+        return call_result.PublishFirmware(status="Rejected")  # a station, not a local controller
+
+    @on(Action.unpublish_firmware)
+    def on_unpublish_firmware(self, checksum: str, **_: Any) -> call_result.UnpublishFirmware:
+        return call_result.UnpublishFirmware(status="NoFirmware")
 
     @on(Action.clear_cache)
     def on_clear_cache(self, **_: Any) -> call_result.ClearCache:

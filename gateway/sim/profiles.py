@@ -2,13 +2,15 @@
 
 Both versions' profiles are read into one :class:`Profile`. Per purpose, the valid profile with the highest
 stack level that has a period in effect wins; a transaction's TxProfile overrides TxDefaultProfile; the
-charger-wide maximum (ChargePointMaxProfile / ChargingStationMaxProfile) caps the result.
+charger-wide maximum (ChargePointMaxProfile / ChargingStationMaxProfile) caps the result. The composite
+schedule is that limit over a stretch of time, one period per change (GetCompositeSchedule).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.clock import parse_iso
@@ -40,6 +42,7 @@ class Profile:
     start: datetime | None = None
     duration_s: int | None = None
     transaction_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)  # as received (camelCase): what is reported
 
     def valid_at(self, now: datetime) -> bool:
         return (self.valid_from is None or self.valid_from <= now) and (self.valid_to is None or now < self.valid_to)
@@ -64,6 +67,20 @@ class Profile:
             if period.start_s <= offset:
                 current = period
         return current
+
+    def changes(self, start: datetime, end: datetime, tx_start: datetime | None) -> set[datetime]:
+        """The moments strictly between start and end when what this profile says may change."""
+        moments = {t for t in (self.valid_from, self.valid_to) if t is not None}
+        base = tx_start if self.kind == "Relative" else (self.start or self.valid_from)
+        if base is not None:
+            offsets = [p.start_s for p in self.periods] + ([self.duration_s] if self.duration_s is not None else [])
+            rounds = [0]
+            if self.kind == "Recurring" and self.recurrency in _RECURRENCE:
+                every = _RECURRENCE[self.recurrency]
+                first = max(0, math.floor((start - base).total_seconds() / every))
+                rounds = [every * k for k in range(first, math.ceil((end - base).total_seconds() / every) + 1)]
+            moments |= {base + timedelta(seconds=r + o) for r in rounds for o in offsets}
+        return {t for t in moments if start < t < end}
 
 
 def purpose_of(name: str | None) -> str | None:
@@ -94,6 +111,7 @@ def from_ocpp(profile: dict[str, Any], received: datetime) -> Profile:
         start=_when(start) or (received if kind == "Absolute" else None),
         duration_s=schedule.get("duration"),
         transaction_id=None if profile.get("transactionId") is None else str(profile["transactionId"]),
+        raw=profile,
     )
 
 
@@ -136,6 +154,42 @@ def cap(limit: float | None, ceiling: float | None) -> float | None:
     if ceiling is None:
         return limit
     return ceiling if limit is None else min(limit, ceiling)
+
+
+def limit_at(evse_profiles: list[Profile], charger_profiles: list[Profile], now: datetime, tx_start: datetime | None,
+             transaction_id: str | None, voltage_v: float, phases: int, max_w: float, evse: int) -> float:  # fmt: skip
+    """What EVSE `evse` may draw at `now` in W (0: the charger as a whole, under its maximum profile)."""
+    ceiling = cap(limit_w(charger_profiles, MAX, now, None, voltage_v, phases), max_w)
+    if evse == 0:
+        return ceiling  # type: ignore[return-value]
+    limit = evse_limit_w(evse_profiles, charger_profiles, now, tx_start, transaction_id, voltage_v, phases)
+    return cap(limit, ceiling)  # type: ignore[return-value]
+
+
+def composite(evse_profiles: list[Profile], charger_profiles: list[Profile], start: datetime, duration_s: int,
+              tx_start: datetime | None, transaction_id: str | None, voltage_v: float, phases: int, max_w: float,
+              evse: int) -> list[tuple[int, float]]:  # fmt: skip
+    """The composite schedule from `start` on: (seconds from start, limit in W) each time the limit changes."""
+    end = start + timedelta(seconds=duration_s)
+    moments = {start}
+    for profile in charger_profiles + (evse_profiles if evse else []):
+        moments |= profile.changes(start, end, tx_start)
+    periods: list[tuple[int, float]] = []
+    for moment in sorted(moments):
+        watts = limit_at(evse_profiles, charger_profiles, moment, tx_start, transaction_id, voltage_v, phases, max_w,
+                         evse)  # fmt: skip
+        offset = int((moment - start).total_seconds())
+        if periods and periods[-1][0] == offset:
+            periods[-1] = (offset, watts)  # two changes within a second: the later one holds
+        elif not periods or periods[-1][1] != watts:
+            periods.append((offset, watts))
+    return periods
+
+
+def in_unit(watts: float, unit: str, voltage_v: float, phases: int) -> float:
+    """A limit in W as the unit asked for (A per phase), rounded down to a tenth as schedules are written."""
+    value = watts / (voltage_v * phases) if unit == "A" else watts
+    return math.floor(value * 10 + 1e-9) / 10
 
 
 def _when(text: str | None) -> datetime | None:

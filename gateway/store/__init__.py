@@ -14,10 +14,14 @@ from typing import Any
 from gateway.clock import utcnow
 from gateway.store.accounts import Accounts
 from gateway.store.audit import AuditLog
+from gateway.store.badges import Badges
 from gateway.store.chargers import Chargers
+from gateway.store.charging_profiles import ChargingProfiles
 from gateway.store.db import Database
 from gateway.store.events import Events
+from gateway.store.files import Files
 from gateway.store.outbox import Outbox
+from gateway.store.reports import Reports
 from gateway.store.transactions import Sample, Transaction, Transactions
 
 __all__ = ["Store", "Sample", "Transaction", "DB_NAME"]
@@ -32,8 +36,12 @@ class Store:
         self.events = Events(self.db, self.outbox)
         self.transactions = Transactions(self.db, self.events)
         self.chargers = Chargers(self.db, self.events)
+        self.charging_profiles = ChargingProfiles(self.db, self.events)
         self.audit = AuditLog(self.db)
         self.accounts = Accounts(self.db)
+        self.reports = Reports(self.db, self.events)
+        self.files = Files(self.db, self.events, state_dir)
+        self.badges = Badges(self.db, self.events)
 
     async def open(self) -> Store:
         await self.db.open()

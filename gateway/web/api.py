@@ -54,6 +54,7 @@ def create_app(ctx: WebContext) -> FastAPI:
     app.include_router(_router())
     for part in (badges, charging_profiles, files, reports):
         app.include_router(part.router, prefix=f"/api/{API_VERSION}")
+    app.include_router(files.public)  # /files/...: for chargers, a link's token is their credential
 
     @app.exception_handler(CommandError)
     async def command_error(request: Request, exc: CommandError) -> JSONResponse:

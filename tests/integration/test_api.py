@@ -99,7 +99,8 @@ async def test_errors_say_what_went_wrong(gateway):
         assert wrong_way.status_code == 422
         not_json = await api.post("/api/v1/chargers/CP16/ocpp/ClearCache", content="{oops")
         assert not_json.status_code == 422
-        # The simulated 1.6 charger has no local list: it answers with a CALLERROR, shown as it came.
+        # A 1.6 charger without the local list profile answers with a CALLERROR, shown as it came.
+        sim.config["SupportedFeatureProfiles"] = "Core"
         refused = await api.post("/api/v1/chargers/CP16/ocpp/GetLocalListVersion", json={})
         assert refused.status_code == 502
         assert refused.json()["callError"]["errorCode"] in ("NotImplemented", "NotSupported")

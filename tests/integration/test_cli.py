@@ -150,6 +150,7 @@ async def test_send_reaches_the_charger_and_is_audited(tmp_path):
                                         '{"key": ["NumberOfConnectors"]}')  # fmt: skip
             assert code == 0, out
             assert '"key": "NumberOfConnectors"' in out and sim.heard[-1] == "GetConfiguration"
+            sim.config["SupportedFeatureProfiles"] = "Core"  # no local list: it answers with a CALLERROR
             code, _, err = await evedge("send", "-c", str(config), "--url", url, "CP16", "GetLocalListVersion")
             assert code == 1 and "callError" in err
             code, _, err = await evedge("send", "-c", str(config), "--url", url, "CP16", "Reset", "not json")
