@@ -2,7 +2,10 @@
 
 ``Store`` opens the database and hands out one object per concern: ``transactions`` (sessions and meter
 values), ``chargers`` (boot info, presence, status, refused ids), ``audit``, ``accounts`` (users, tokens),
-``events`` (what happened on the site), ``outbox`` (north-bound messages until acknowledged).
+``events`` (what happened on the site), ``outbox`` (north-bound messages until acknowledged), ``badges`` (the
+site's badge list, local lists, authorization cache, reservations), ``files`` (firmware served, uploads
+received), ``reports`` (device model, monitoring, display messages, customer information, security events),
+``charging_profiles`` (profiles chargers accepted, limits they report, what EVs need).
 """
 
 from __future__ import annotations

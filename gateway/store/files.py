@@ -137,6 +137,7 @@ class Files:
     def __init__(self, db: Database, events: Events, state_dir: Path) -> None:
         self.db = db
         self.site_events = events
+        self.state_dir = state_dir
         self.firmware_dir = state_dir / "firmware"
         self.uploads_dir = state_dir / "uploads"
         self._hashes: dict[tuple[str, int, int], str] = {}  # (name, size, mtime_ns) -> sha256 of a firmware file

@@ -281,3 +281,13 @@ def _firmware_name(name: str) -> None:
         check_firmware_name(name)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
+
+
+@router.get("/site-ca.pem", summary="The site CA's certificate (PEM): chargers on security profile 2 or 3 trust it "
+            "(give it to them with InstallCertificate), and their client certificates are issued by it",
+            response_class=Response)  # fmt: skip
+async def site_ca(ctx: Ctx, _: Reader) -> Response:
+    path = ctx.store.files.state_dir / "pki" / "ca.pem"
+    if not path.is_file():
+        raise HTTPException(404, "no site CA yet: the TLS listener (ocpp.tls_listen) makes it at its first start")
+    return Response(path.read_bytes(), media_type="application/x-pem-file")

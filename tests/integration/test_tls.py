@@ -271,6 +271,13 @@ async def test_the_server_certificate_survives_a_restart(tmp_path):
     assert (tmp_path / "state" / "pki" / "ca.key").stat().st_mode & 0o777 == 0o600
 
 
+async def test_technicians_fetch_the_site_ca(gateway):
+    async with gateway.client() as api, gateway.client("") as anonymous:
+        pem = (await api.get("/api/v1/site-ca.pem")).text
+        assert pem == gateway.app.ocpp.pki.ca_pem and "PRIVATE KEY" not in pem  # the key never leaves the box
+        assert (await anonymous.get("/api/v1/site-ca.pem")).status_code == 401
+
+
 async def _events(gw: Gateway, charger_id: str, action: str) -> list[dict[str, Any]]:
     """The charger's events of one action, oldest first."""
     return [e for e in reversed(await gw.app.store.chargers.events(charger_id)) if e["action"] == action]
