@@ -276,3 +276,21 @@ async def test_an_upload_cut_off_midway_leaves_no_file(gateway):
     assert await gateway.app.store.files.uploads() == []
     async with httpx.AsyncClient(base_url=gateway.web_url) as charger:  # the link still takes the whole file
         assert (await charger.put(f"/files/uploads/{token}/log.txt", content=b"x" * 5000)).status_code == 201
+
+
+async def test_a_201_local_controller_reports_publishing_firmware(gateway):
+    """PublishFirmwareStatusNotification (block L): what a local controller says while it publishes firmware."""
+    from ocpp.v201 import call
+
+    sim = gateway.charger("CP201", "2.0.1")
+    async with connected(sim), gateway.client() as api:
+        for status in ("Downloading", "Published"):
+            answer = await sim.call(call.PublishFirmwareStatusNotification(
+                status=status, request_id=12, location=["http://192.0.2.5/fw.bin"] if status == "Published" else None))  # fmt: skip
+            assert answer is not None
+        await eventually(lambda: gateway.app.image.value("chargers/CP201/publish_firmware_status") == "Published")
+        history = (await api.get("/api/v1/chargers/CP201/file-status")).json()
+        assert [(h["status"], h["action"]) for h in history[:2]] == [
+            ("Published", "PublishFirmwareStatusNotification"), ("Downloading", "PublishFirmwareStatusNotification")]
+        events = await gateway.app.store.events.query("publish_firmware_status")
+        assert events[0]["payload"]["status"] == "Published"
