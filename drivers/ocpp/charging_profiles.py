@@ -14,6 +14,7 @@ on the charger, for the charger as a whole).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from collections.abc import Iterable
@@ -80,17 +81,17 @@ class _SmartCharging(Session):
 
     # -- what each version spells its own way ---------------------------------------------------------------
 
+    @abc.abstractmethod
     def profile_in(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """(EVSE, profile) of a SetChargingProfile request."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def clear_filter(self, payload: dict[str, Any]) -> dict[str, Any]:
         """What a ClearChargingProfile request names: profile_id, else evse / purpose / stack_level."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def transaction_key(self, tx: Transaction) -> str | None:
         """A transaction as a TxProfile names it."""
-        raise NotImplementedError
 
 
 class ChargingProfiles16(_SmartCharging):

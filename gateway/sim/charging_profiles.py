@@ -31,8 +31,7 @@ class _Profiles:
 
     sim: Any
 
-    def max_stack_level(self) -> int:
-        raise NotImplementedError
+    max_stack_level: Any  # each version reads it from its own configuration (a method of the subclass)
 
     def install(self, evse_id: int, profile: dict[str, Any]) -> bool:
         """A profile (snake_case, as the library hands it over) installed, or refused."""
