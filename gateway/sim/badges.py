@@ -23,13 +23,8 @@ class _Holder:
 
     sim: Any
 
-    def _list(self) -> dict[str, Any]:
-        if not hasattr(self.sim, "local_list"):
-            self.sim.local_list, self.sim.local_list_version = {}, 0
-        return self.sim.local_list
-
     def _update_list(self, version: int, full: bool, entries: dict[str, Any]) -> str:
-        current = self._list()
+        current = self.sim.local_list
         if not full and version <= self.sim.local_list_version:
             return "VersionMismatch"
         if full:
@@ -84,7 +79,6 @@ class Badges16(_Holder):
 
     @on(Action16.get_local_list_version)
     def on_get_local_list_version(self, **_: Any) -> result16.GetLocalListVersion:
-        self._list()
         return result16.GetLocalListVersion(list_version=self.sim.local_list_version)
 
     @on(Action16.reserve_now)
@@ -106,7 +100,6 @@ class Badges201(_Holder):
 
     @on(Action201.get_local_list_version)
     def on_get_local_list_version(self, **_: Any) -> result201.GetLocalListVersion:
-        self._list()
         return result201.GetLocalListVersion(version_number=self.sim.local_list_version)
 
     @on(Action201.reserve_now)

@@ -109,6 +109,10 @@ class SimCharger(abc.ABC):
         self._drop = asyncio.Event()
         self.heard: list[str] = []  # actions of the requests the gateway sent, in order
         self.wallet = certificates.Wallet(spec.tls)  # its certificates: TLS identity, trusted and installed CAs
+        self.firmware_version = "sim-1.0"  # what it boots with; an UpdateFirmware installs another
+        self.firmware_sha256: str | None = None
+        self.local_list: dict[str, Any] = {}  # the local authorization list the central system sent
+        self.local_list_version = 0
 
     # -- what a version module provides (ocpp16.Sim16, ocpp201.Sim201) -------------------------------------
 

@@ -95,7 +95,7 @@ class _Transfers:
     def _generated(self, kind: str) -> bytes:
         """A plausible file: the charger's state, then a log of its last heartbeats."""
         sim = self.sim
-        firmware = getattr(sim, "firmware_version", "sim-1.0")
+        firmware = sim.firmware_version
         lines = [f"# {kind} of simulated charger {sim.spec.id} ({sim.spec.vendor} {sim.spec.model}), {sim.now()}",
                  f"firmware={firmware} ocpp={sim.spec.version} boots={sim.boots}"]  # fmt: skip
         lines += [f"evse {e.id}: status={e.status} meter_wh={e.meter_wh:.0f} power_w={e.power_w:.0f} "

@@ -57,7 +57,7 @@ class Sim16(SimCharger):
     async def boot(self) -> None:
         result = await self.call(call.BootNotification(
             charge_point_model=self.spec.model, charge_point_vendor=self.spec.vendor,
-            charge_point_serial_number=f"SIM-{self.spec.id}", firmware_version=getattr(self, "firmware_version", "sim-1.0"),
+            charge_point_serial_number=f"SIM-{self.spec.id}", firmware_version=self.firmware_version,
         ))  # fmt: skip
         self.config["HeartbeatInterval"] = str(result.interval)
 

@@ -50,7 +50,7 @@ class Sim201(SimCharger):
     async def boot(self) -> None:
         result = await self.call(call.BootNotification(
             charging_station={"model": self.spec.model, "vendor_name": self.spec.vendor,
-                              "serial_number": f"SIM-{self.spec.id}", "firmware_version": getattr(self, "firmware_version", "sim-1.0")},
+                              "serial_number": f"SIM-{self.spec.id}", "firmware_version": self.firmware_version},
             reason="PowerUp",
         ))  # fmt: skip
         self.variables[("OCPPCommCtrlr", "HeartbeatInterval")] = str(result.interval)

@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.auth import Actor
 from gateway.clock import iso, utcnow
-from gateway.store.db import Database
+from gateway.store.db import Database, where
 
 
 class AuditLog:
@@ -29,16 +29,9 @@ class AuditLog:
         )
 
     async def query(self, since: datetime | None = None, target: str | None = None, limit: int = 1000) -> list[dict]:
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("ts >= ?")
-            params.append(iso(since))
-        if target is not None:
-            clauses.append("target = ?")
-            params.append(target)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        clause, params = where(("ts >= ?", since and iso(since)), ("target = ?", target))
         rows = await self.db.fetchall(
-            f"SELECT id, ts, actor, role, command, target, request, outcome, result, finished_at FROM audit {where} "
+            f"SELECT id, ts, actor, role, command, target, request, outcome, result, finished_at FROM audit {clause} "
             "ORDER BY id DESC LIMIT ?",
             (*params, limit),
         )

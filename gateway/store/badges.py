@@ -11,7 +11,7 @@ import aiosqlite
 
 from gateway.authorization import Badge, Decision, decide
 from gateway.clock import iso, parse_iso
-from gateway.store.db import Database
+from gateway.store.db import Database, where
 from gateway.store.events import Events
 
 MAX_LIST = 100_000  # entries in one charger's local list; more is an attack, not a site
@@ -191,17 +191,11 @@ class Badges:
     async def reservations(self, charger_id: str | None = None, active_at: datetime | None = None,
                            limit: int = 1000) -> list[dict[str, Any]]:  # fmt: skip
         """Newest first; with ``active_at``, only those active and not expired at that time."""
-        clauses, params = [], []
-        if charger_id is not None:
-            clauses.append("charger_id = ?")
-            params.append(charger_id)
-        if active_at is not None:
-            clauses.append("status = 'active' AND expiry > ?")
-            params.append(iso(active_at))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        clause, params = where(("charger_id = ?", charger_id),
+                               ("status = 'active' AND expiry > ?", active_at and iso(active_at)))  # fmt: skip
         rows = await self.db.fetchall(
             "SELECT reservation_id, charger_id, evse, id_tag, parent_id_tag, expiry, status, created_at, ended_at, "
-            f"transaction_id FROM reservations {where} ORDER BY id DESC LIMIT ?",
+            f"transaction_id FROM reservations {clause} ORDER BY id DESC LIMIT ?",
             (*params, limit),
         )
         return [dict(r) for r in rows]

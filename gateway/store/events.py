@@ -19,7 +19,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.clock import iso, utcnow
-from gateway.store.db import Database
+from gateway.store.db import Database, where
 from gateway.store.outbox import EVENTS, Outbox, dumps
 
 
@@ -95,16 +95,9 @@ class Events:
                     listener._offer(event)
 
     async def query(self, kind: str | None = None, since: datetime | None = None, limit: int = 1000) -> list[dict]:
-        clauses, params = [], []
-        if kind is not None:
-            clauses.append("kind = ?")
-            params.append(kind)
-        if since is not None:
-            clauses.append("ts >= ?")
-            params.append(iso(since))
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        clause, params = where(("kind = ?", kind), ("ts >= ?", since and iso(since)))
         rows = await self.db.fetchall(
-            f"SELECT id, ts, kind, payload FROM events {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+            f"SELECT id, ts, kind, payload FROM events {clause} ORDER BY id DESC LIMIT ?", (*params, limit)
         )
         return [{"id": r["id"], "ts": r["ts"], "kind": r["kind"], "payload": json.loads(r["payload"])} for r in rows]
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.clock import iso, utcnow
-from gateway.store.db import Database
+from gateway.store.db import Database, where
 from gateway.store.events import Events
 
 log = logging.getLogger(__name__)
@@ -218,9 +218,9 @@ class Transactions:
         limit: int = 10000,
     ) -> list[Transaction]:
         """Sessions that started in [since, until), newest first."""
-        where, params = _filters(since, until, charger_id, id_tag)
+        clause, params = _filters(since, until, charger_id, id_tag)
         rows = await self.db.fetchall(
-            f"SELECT {COLUMNS} FROM transactions {where} ORDER BY started_at DESC, id DESC LIMIT ?", (*params, limit)
+            f"SELECT {COLUMNS} FROM transactions {clause} ORDER BY started_at DESC, id DESC LIMIT ?", (*params, limit)
         )
         return [_from_row(r) for r in rows]  # type: ignore[misc]
 
@@ -228,17 +228,10 @@ class Transactions:
         self, charger_id: str, since: datetime | None = None, until: datetime | None = None, limit: int = 10000
     ) -> list[tuple[int, int | None, str, str]]:
         """(evse, transaction id, ts, sampled values as the stored JSON text), oldest first."""
-        clauses, params = ["charger_id = ?"], [charger_id]
-        if since is not None:
-            clauses.append("ts >= ?")
-            params.append(iso(since))
-        if until is not None:
-            clauses.append("ts < ?")
-            params.append(iso(until))
+        clause, params = where(("charger_id = ?", charger_id), ("ts >= ?", since and iso(since)),
+                               ("ts < ?", until and iso(until)))  # fmt: skip
         rows = await self.db.fetchall(
-            "SELECT evse, transaction_id, ts, sampled_value FROM meter_values WHERE "
-            + " AND ".join(clauses)
-            + " ORDER BY ts, id LIMIT ?",
+            f"SELECT evse, transaction_id, ts, sampled_value FROM meter_values {clause} ORDER BY ts, id LIMIT ?",
             (*params, limit),
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]
@@ -279,17 +272,8 @@ def _delete_batch(before: str, batch: int):
 def _filters(
     since: datetime | None, until: datetime | None, charger_id: str | None, id_tag: str | None
 ) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    for clause, value in (
-        ("started_at >= ?", since and iso(since)),
-        ("started_at < ?", until and iso(until)),
-        ("charger_id = ?", charger_id),
-        ("id_tag = ?", id_tag),
-    ):
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+    return where(("started_at >= ?", since and iso(since)), ("started_at < ?", until and iso(until)),
+                 ("charger_id = ?", charger_id), ("id_tag = ?", id_tag))
 
 
 async def _advance(conn: aiosqlite.Connection, transaction_id: int, samples: list[Sample]) -> None:
