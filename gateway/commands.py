@@ -153,7 +153,7 @@ CONFIGURING_ACTIONS = frozenset({
     "GetLog", "GetDiagnostics", "CustomerInformation", "DataTransfer",
 })  # fmt: skip
 
-_SECRET = re.compile(r"password|passphrase|secret|authorizationkey|privatekey", re.IGNORECASE)
+SECRET_NAME = re.compile(r"password|passphrase|secret|authorizationkey|privatekey", re.IGNORECASE)
 MASK = "***"
 
 
@@ -168,10 +168,10 @@ def redact(value: Any) -> Any:
     name = value.get("key")
     if isinstance(value.get("variable"), dict):
         name = value["variable"].get("name")
-    secret_entry = isinstance(name, str) and _SECRET.search(name) is not None
+    secret_entry = isinstance(name, str) and SECRET_NAME.search(name) is not None
     masked = {}
     for key, item in value.items():
-        if (_SECRET.search(key) or (secret_entry and key in ("value", "attributeValue"))
+        if (SECRET_NAME.search(key) or (secret_entry and key in ("value", "attributeValue"))
                 or (key == "key" and "password" in value)):  # fmt: skip
             masked[key] = MASK
         else:

@@ -73,6 +73,16 @@ def _check_identifier(value: str) -> str:
     return value
 
 
+# "site" names the site itself where chargers are named too (cmd/site/limit in MQTT, the Site node in OPC UA).
+RESERVED_CHARGER_IDS = frozenset({"site"})
+
+
+def _check_charger_id(value: str) -> str:
+    if value.lower() in RESERVED_CHARGER_IDS:
+        raise ValueError(f"{value!r} names the site itself in MQTT topics and OPC UA; choose another charge point id")
+    return value
+
+
 def _check_phases(value: int) -> int:
     if value not in (1, 3):
         raise ValueError("must be 1 or 3")
@@ -111,6 +121,7 @@ OpcTcpUrl = Annotated[str, AfterValidator(_check_opc_tcp)]
 ChargerPassword = Annotated[SecretStr, AfterValidator(_check_charger_password)]
 Phases = Annotated[int, AfterValidator(_check_phases)]
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
+ChargerIdentifier = Annotated[str, AfterValidator(_check_identifier), AfterValidator(_check_charger_id)]
 
 
 class Section(BaseModel):
@@ -232,7 +243,7 @@ class GroupSettings(Section):
 
 
 class ChargerSettings(Section):
-    id: Identifier = Field(description="Charge point id, as in ws://HOST:PORT/ocpp/{id}")
+    id: ChargerIdentifier = Field(description="Charge point id, as in ws://HOST:PORT/ocpp/{id} (not 'site')")
     password: ChargerPassword | None = Field(
         None, description="Basic-auth password, 16 to 40 characters (OCPP security profile 1); an OCPP 1.6 "
         "AuthorizationKey is written as its 40 hexadecimal digits"

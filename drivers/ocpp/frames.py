@@ -14,6 +14,7 @@ from typing import Any
 from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action as Action201
 
+from gateway.commands import SECRET_NAME, redact
 from gateway.strictjson import loads
 
 V16, V201 = "1.6", "2.0.1"
@@ -147,3 +148,15 @@ def unknown_action(call: Call, version: str, handled: frozenset[str] | set[str])
 
 def _bad(reason: str, reply_id: str, code: str, version: str) -> Malformed:
     return Malformed(reason, call_error(reply_id, code, reason, version))
+
+
+def for_log(raw: str | bytes) -> str:
+    """A frame as the wire log may show it: secrets a charger is given or sends (ChangeConfiguration
+    AuthorizationKey, SetVariables BasicAuthPassword, ...) masked as in the audit log."""
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    if SECRET_NAME.search(text) is None:
+        return text
+    try:
+        return json.dumps(redact(json.loads(text)))
+    except ValueError:
+        return "<a frame naming a secret, not JSON: not shown>"

@@ -48,7 +48,7 @@ from gateway.commands import (
     Unlock,
 )
 from gateway.limits import FailureLimiter
-from gateway.settings import ChargerSettings, Settings, split_listen
+from gateway.settings import RESERVED_CHARGER_IDS, ChargerSettings, Settings, split_listen
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ def charger_id_from(path: str) -> str | None:
     if match is None:
         return None
     charger_id = unquote(match[1])
-    return charger_id if _ID.fullmatch(charger_id) else None
+    return charger_id if _ID.fullmatch(charger_id) and charger_id.lower() not in RESERVED_CHARGER_IDS else None
 
 
 def _select_subprotocol(connection: ServerConnection, offered: Any) -> str | None:

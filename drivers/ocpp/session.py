@@ -123,7 +123,8 @@ class Session(ChargePoint, abc.ABC):
             closed.cancel()
 
     async def route_message(self, raw: str | bytes) -> None:
-        wire.debug("recv charger=%s %s", self.id, raw)
+        if wire.isEnabledFor(logging.DEBUG):
+            wire.debug("recv charger=%s %s", self.id, frames.for_log(raw))
         frame = frames.parse(raw, self.version)
         if isinstance(frame, frames.Call):
             await self._answer(frame)
@@ -155,7 +156,8 @@ class Session(ChargePoint, abc.ABC):
             self.current = None
 
     async def _send(self, message: str) -> None:
-        wire.debug("send charger=%s %s", self.id, message)
+        if wire.isEnabledFor(logging.DEBUG):
+            wire.debug("send charger=%s %s", self.id, frames.for_log(message))
         await self.ws.send(message)
 
     # -- requests to the charger -------------------------------------------------------------------------
@@ -342,7 +344,8 @@ class _LibraryLog:
         self._session = session
 
     def debug(self, message: str, *args: Any) -> None:
-        wire.debug(message, *args)
+        if wire.isEnabledFor(logging.DEBUG):
+            wire.debug(message, *(frames.for_log(a) if isinstance(a, (str, bytes)) else a for a in args))
 
     info = debug
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -209,7 +210,8 @@ async def test_numbers_that_are_not_json_do_not_stop_later_requests(tmp_path, an
         await ws.close()
 
 
-async def test_configuring_takes_an_admin_and_secrets_stay_out_of_the_audit(gateway):
+async def test_configuring_takes_an_admin_and_secrets_stay_out_of_the_audit(gateway, caplog):
+    caplog.set_level(logging.DEBUG, logger="drivers.ocpp.wire")  # what a technician turns on to see every frame
     sim = gateway.charger("CP16", "1.6")
     operator = await gateway.token(Role.operator)
     change = {"key": "AuthorizationKey", "value": "0011223344556677889900112233445566778899"}
@@ -224,3 +226,7 @@ async def test_configuring_takes_an_admin_and_secrets_stay_out_of_the_audit(gate
     assert sim.heard == ["ChangeConfiguration"]
     assert [a["request"]["payload"]["value"] for a in audit] == ["***", "***"]
     assert "0011223344556677" not in json.dumps(audit)
+    frames = [r.getMessage() for r in caplog.records if r.name == "drivers.ocpp.wire" and "charger=CP16" in r.getMessage()]
+    sent = [f for f in frames if "ChangeConfiguration" in f]
+    assert sent and all('"value": "***"' in f for f in sent)
+    assert not any("0011223344556677" in r.getMessage() for r in caplog.records)

@@ -100,6 +100,7 @@ async def test_auto_accept_lets_unknown_ids_in(tmp_path):
             view = (await api.get("/api/v1/chargers/NEWCOMER")).json()
             assert view["online"] is True and view["configured"] is False
             assert (await api.get("/api/v1/pending-chargers")).json() == []
+        assert await refused_with(f"{gw.ocpp_url}/site") == 404  # not even auto_accept takes the site's own name
 
 
 async def test_security_profile_0_needs_no_password(tmp_path):

@@ -92,6 +92,12 @@ def test_every_problem_shows_in_one_run(tmp_path):
         assert expected in problems
 
 
+def test_a_charger_may_not_be_named_site(tmp_path):
+    # cmd/site/limit (MQTT) and the Site node (OPC UA) name the site where chargers are named too.
+    with pytest.raises(ConfigError, match="chargers.site.id: .*names the site itself"):
+        load_settings(write(tmp_path, '[ocpp]\nsecurity_profile = 0\n[[chargers]]\nid = "site"\n'), {})
+
+
 def test_ids_differing_only_in_case_are_addressed_by_index(tmp_path):
     config = write(tmp_path, '[ocpp]\nsecurity_profile = 0\n[[chargers]]\nid = "cp1"\n[[chargers]]\nid = "CP1"\n')
     with pytest.raises(ConfigError, match="differ only in case"):
