@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.clock import utcnow
+from gateway.limits import TokenBucket
 from gateway.settings import OcppSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,31 @@ EC_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
            "ECDHE-RSA-AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-GCM-SHA384")
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+class _LoggedHandshake(ssl.SSLObject):
+    """asyncio drops a failed TLS handshake without a word outside debug mode; a technician needs to see why a
+    charger is refused there (a certificate from another CA, plain ws:// on the TLS port). Throttled: anyone can
+    knock on the port."""
+
+    refusals = TokenBucket(rate=0.2, burst=10)
+    suppressed = 0
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as e:
+            cls = _LoggedHandshake
+            if cls.refusals.try_take():
+                more = f" ({cls.suppressed} more since the last one)" if cls.suppressed else ""
+                cls.suppressed = 0
+                reason = e.verify_message if isinstance(e, ssl.SSLCertVerificationError) else e.reason
+                log.warning("refused at the TLS handshake: %s%s", reason or e, more)
+            else:
+                cls.suppressed += 1
+            raise
 
 
 class CsrRefused(ValueError):
@@ -106,6 +132,7 @@ class SitePki:
         # reaches the HTTP handshake, which asks for its password (profile 2) or refuses it with a reason and a
         # log line (profile 3) -- clearer to a technician than a TLS alert.
         context.verify_mode = ssl.CERT_OPTIONAL
+        context.sslobject_class = _LoggedHandshake
         self.context = context
 
     async def keep_renewed(self) -> None:
