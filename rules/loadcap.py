@@ -54,7 +54,8 @@ from rules.schedules import SCHEDULE_LIMIT
 
 log = logging.getLogger(__name__)
 
-_WAKING = ("online", "status", "transaction_id", "power_w")  # charger leaves that call for a new allocation
+# charger leaves that call for a new allocation (a departure or energy need reorders who waits)
+_WAKING = ("online", "status", "transaction_id", "power_w", "departure_time", "energy_needed_wh")
 
 
 SETTLE_S = 5.0  # a car follows a new limit within this (IEC 61851-1); a draw measured sooner says nothing of it

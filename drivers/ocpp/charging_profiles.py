@@ -54,9 +54,9 @@ class _SmartCharging(Session):
         await super().answered(action, payload, answer)
         status = answer.get("status")
         store = self.recorder.store.charging_profiles
-        if action == "SetChargingProfile" and status == "Accepted":
-            evse, profile = self.profile_in(payload)
-            await store.keep_sent(self.id, stored(evse, profile, self.ID_KEY), utcnow())
+        sent = self.profile_in(action, payload) if status == "Accepted" else None
+        if sent is not None:
+            await store.keep_sent(self.id, stored(*sent, self.ID_KEY), utcnow())
         elif action == "ClearChargingProfile" and status == "Accepted":
             removed = await store.clear(self.id, **self.clear_filter(payload))
             log.info("charging profiles cleared charger=%s removed=%d filter=%s", self.id, removed, payload)
@@ -69,21 +69,22 @@ class _SmartCharging(Session):
                           if image.value(name) is not None})  # fmt: skip
         key = self.transaction_key(tx)
         if key is not None:
-            task = asyncio.create_task(self._drop_transaction(key))
+            task = asyncio.create_task(self._drop_transaction(key, tx.evse))
             self._forgetting.add(task)
             task.add_done_callback(self._forgetting.discard)
 
-    async def _drop_transaction(self, key: str) -> None:
+    async def _drop_transaction(self, key: str, evse: int | None) -> None:
         try:
-            await self.recorder.store.charging_profiles.drop_transaction(self.id, key)
+            await self.recorder.store.charging_profiles.drop_transaction(self.id, key, evse)
         except Exception:  # the profiles stay listed until replaced or cleared: nothing a charger would see
             log.exception("could not drop the TxProfiles of a transaction charger=%s transaction=%s", self.id, key)
 
     # -- what each version spells its own way ---------------------------------------------------------------
 
     @abc.abstractmethod
-    def profile_in(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(EVSE, profile) of a SetChargingProfile request."""
+    def profile_in(self, action: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """(EVSE, profile) a request gives the charger: SetChargingProfile, or the TxProfile of a remote start
+        (EVSE 0 when the charger chooses)."""
 
     @abc.abstractmethod
     def clear_filter(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -99,8 +100,12 @@ class ChargingProfiles16(_SmartCharging):
 
     ID_KEY = "chargingProfileId"
 
-    def profile_in(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        return payload["connectorId"], payload["csChargingProfiles"]
+    def profile_in(self, action: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if action == "SetChargingProfile":
+            return payload["connectorId"], payload["csChargingProfiles"]
+        if action == "RemoteStartTransaction" and "chargingProfile" in payload:
+            return payload.get("connectorId", 0), payload["chargingProfile"]
+        return None
 
     def clear_filter(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {"profile_id": payload.get("id"), "evse": payload.get("connectorId"),
@@ -116,8 +121,10 @@ class ChargingProfiles201(_SmartCharging):
 
     ID_KEY = "id"
 
-    def profile_in(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        return payload["evseId"], payload["chargingProfile"]
+    def profile_in(self, action: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if action == "SetChargingProfile" or (action == "RequestStartTransaction" and "chargingProfile" in payload):
+            return payload.get("evseId", 0), payload["chargingProfile"]
+        return None
 
     def clear_filter(self, payload: dict[str, Any]) -> dict[str, Any]:
         criteria = payload.get("chargingProfileCriteria") or {}

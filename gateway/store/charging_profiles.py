@@ -121,11 +121,13 @@ class ChargingProfiles:
 
         return await self.db.write(op)
 
-    async def drop_transaction(self, charger_id: str, transaction_id: str) -> None:
-        """A transaction ended: its TxProfiles ended with it."""
+    async def drop_transaction(self, charger_id: str, transaction_id: str, evse: int | None = None) -> None:
+        """A transaction ended: its TxProfiles ended with it, and so did one given with its remote start (that
+        names no transaction: on the EVSE, or on 0 when the charger chose it)."""
         await self.db.execute(
-            "DELETE FROM charging_profiles WHERE charger_id = ? AND transaction_id = ? AND purpose = 'TxProfile'",
-            (charger_id, transaction_id),
+            "DELETE FROM charging_profiles WHERE charger_id = ? AND purpose = 'TxProfile' AND (transaction_id = ?"
+            " OR (transaction_id IS NULL AND evse IN (?, 0)))",
+            (charger_id, transaction_id, evse),
         )
 
     async def profiles(self, charger_id: str, source: str | None = None) -> list[dict[str, Any]]:

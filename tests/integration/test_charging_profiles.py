@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from gateway.auth import Role
 from gateway.clock import iso, utcnow
 from gateway.settings import load_settings
@@ -180,6 +182,30 @@ async def test_a_tx_profile_goes_with_its_transaction(gateway):
         assert [(r["id"], r["transaction_id"]) for r in rows] == [(30, evse.tx_id)]
         await sim.stop_session(1)
         await eventually(lambda: _none(api, "CP16"))
+
+
+@pytest.mark.parametrize("charger_id, version, action, start", [
+    ("CP16", "1.6", "RemoteStartTransaction", {"idTag": "REMOTE", "connectorId": 2}),
+    ("CP201", "2.0.1", "RequestStartTransaction", {"idToken": {"idToken": "REMOTE", "type": "Central"},
+                                                   "remoteStartId": 5, "evseId": 1}),
+])  # fmt: skip
+async def test_the_tx_profile_of_a_remote_start_is_kept_until_its_session_ends(gateway, charger_id, version, action,
+                                                                              start):  # fmt: skip
+    sim = gateway.charger(charger_id, version, evses=2)
+    evse = start.get("connectorId", start.get("evseId"))
+    schedule = {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}
+    profile = {"stackLevel": 1, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative"}
+    if version == "1.6":
+        profile |= {"chargingProfileId": 31, "chargingSchedule": schedule}
+    else:
+        profile |= {"id": 31, "chargingSchedule": [{"id": 1, **schedule}]}
+    async with connected(sim), gateway.client() as api:
+        assert await ocpp(api, charger_id, action, start | {"chargingProfile": profile}) == {"status": "Accepted"}
+        rows = await profiles(api, charger_id)
+        assert [(r["evse"], r["id"], r["purpose"], r["transaction_id"]) for r in rows] == [(evse, 31, "TxProfile", None)]
+        await eventually(lambda: sim.evses[evse].charging)
+        await sim.stop_session(evse)
+        await eventually(lambda: _none(api, charger_id))
 
 
 async def _none(api, charger_id: str) -> bool:
