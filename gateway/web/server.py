@@ -43,7 +43,10 @@ class WebServer:
                 await asyncio.sleep(0.01)
             if started is not None:
                 started.set()
-            await serving
+            # Shielded: cancelling a task that awaits another cancels that one too, and uvicorn cancelled in its
+            # main loop never closes its listener -- the socket would be closed under the event loop's feet, its
+            # fd still registered for reading (a later pipe or socket given that fd number is never heard).
+            await asyncio.shield(serving)
         except asyncio.CancelledError:
             self._server.should_exit = True
             await asyncio.gather(serving, return_exceptions=True)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import socket
 from datetime import timedelta
 
 import pytest
@@ -230,3 +231,25 @@ async def test_configuring_takes_an_admin_and_secrets_stay_out_of_the_audit(gate
     sent = [f for f in frames if "ChangeConfiguration" in f]
     assert sent and all('"value": "***"' in f for f in sent)
     assert not any("0011223344556677" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_stopped_gateway_leaves_nothing_registered_on_the_event_loop(tmp_path):
+    # uvicorn, cancelled in its main loop, once left its listener closed but still registered for reading: a socket
+    # or pipe given that fd number afterwards was never heard (a subprocess's output, in a test).
+    async with running_gateway(load_settings(write_config(tmp_path), environ={})) as gw:
+        async with gw.client() as api:
+            assert (await api.get("/api/v1/health")).status_code == 200
+    loop = asyncio.get_running_loop()
+    pairs = [socket.socketpair() for _ in range(32)]  # the lowest free fd numbers, where the gateway's were
+    try:
+        for a, b in pairs:
+            a.setblocking(False)
+        waiting = [asyncio.ensure_future(loop.sock_recv(a, 1)) for a, _ in pairs]
+        await asyncio.sleep(0)
+        for _, b in pairs:
+            b.send(b"x")
+        assert await asyncio.wait_for(asyncio.gather(*waiting), 30) == [b"x"] * len(pairs)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
