@@ -17,7 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,6 +25,9 @@ from gateway.auth import Role, hash_password
 from gateway.logs import setup_logging
 from gateway.settings import ConfigError, Settings, config_path, load_settings, split_listen
 from gateway.store import Store
+
+if TYPE_CHECKING:
+    from gateway.sim.certificates import SimTls
 
 log = logging.getLogger("evedge")
 
@@ -102,7 +105,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = command("sim", _sim, "Simulated chargers (1.6 and 2.0.1) that connect to a gateway and charge EVs.")
     config_option(sim)
-    sim.add_argument("--url", help="OCPP URL without the id (default: from the config, else ws://127.0.0.1:9000/ocpp)")
+    sim.add_argument("--url", help="OCPP URL without the id (default: from the config -- wss:// under security "
+                                   "profile 2/3 -- else ws://127.0.0.1:9000/ocpp)")  # fmt: skip
+    sim.add_argument("--ca", type=Path, help="CA certificate (PEM) to trust for a wss:// URL (default: the site CA "
+                                             "in the config's state_dir/pki/ca.pem)")  # fmt: skip
+    sim.add_argument("--cert", type=Path, help="client certificate chain (PEM, CN = charge point id) for profile 3")
+    sim.add_argument("--key", type=Path, help="its private key (PEM)")
     sim.add_argument("--chargers", type=int, help="how many (default: every charger of the config with a password)")
     sim.add_argument("--version", choices=["1.6", "2.0.1", "mixed"], default="mixed")
     sim.add_argument("--password", help="password for every simulated charger")
@@ -430,16 +438,21 @@ def _sim(args: argparse.Namespace) -> int:
 
     specs: list[SimSpec]
     settings = _optional_settings(args.config, os.environ)
-    url = args.url or (f"ws://{_local_url(settings.ocpp.listen).removeprefix('http://')}/ocpp" if settings
-                       else "ws://127.0.0.1:9000/ocpp")  # fmt: skip
+    url = args.url or _sim_url(settings)
+    try:
+        tls = _sim_tls(args, settings, url)
+    except OSError as e:
+        print(f"evedge sim: {e}", file=sys.stderr)
+        return 1
     if settings is not None and args.chargers is None:
         specs = [
             SimSpec(c.id, _version(args.version, n), url, c.password.get_secret_value(), evses=c.evses,
-                    max_w=c.max_w, phases=c.phases, meter_interval_s=args.meter_interval)
+                    max_w=c.max_w, phases=c.phases, meter_interval_s=args.meter_interval, tls=tls)
             for n, c in enumerate(settings.chargers) if c.password is not None
         ]  # fmt: skip
     else:
-        specs = mixed_specs(args.chargers or 2, url, args.password, args.prefix, meter_interval_s=args.meter_interval)
+        specs = mixed_specs(args.chargers or 2, url, args.password, args.prefix, meter_interval_s=args.meter_interval,
+                            tls=tls)  # fmt: skip
         for n, spec in enumerate(specs):
             spec.version = _version(args.version, n)
     if not specs:
@@ -458,6 +471,29 @@ def _sim(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(site())
     return 0
+
+
+def _sim_url(settings: Settings | None) -> str:
+    if settings is None:
+        return "ws://127.0.0.1:9000/ocpp"
+    if settings.ocpp.security_profile >= 2:  # the plain port is closed
+        return f"wss://{_local_url(settings.ocpp.tls_listen).removeprefix('http://')}/ocpp"
+    return f"ws://{_local_url(settings.ocpp.listen).removeprefix('http://')}/ocpp"
+
+
+def _sim_tls(args: argparse.Namespace, settings: Settings | None, url: str) -> SimTls | None:
+    """What the simulated chargers trust over wss:// (and the certificate they show); OSError names a file missing."""
+    from gateway.sim.certificates import SimTls
+
+    if not url.startswith("wss://"):
+        return None
+    ca = args.ca or (settings.gateway.state_dir / "pki" / "ca.pem" if settings else None)
+    if ca is None:
+        raise FileNotFoundError("a wss:// URL needs --ca (the CA that signed the gateway's certificate)")
+    if (args.cert is None) != (args.key is None):
+        raise FileNotFoundError("--cert and --key go together")
+    return SimTls(ca.read_text(), args.cert.read_text() if args.cert else None,
+                  args.key.read_text() if args.key else None)  # fmt: skip
 
 
 def _probe_modbus(args: argparse.Namespace) -> int:

@@ -217,6 +217,24 @@ async def test_sim_connects_the_configured_chargers_and_charges(tmp_path):
             assert await asyncio.wait_for(process.wait(), 20) == 0
 
 
+async def test_sim_connects_over_tls_to_a_gateway_under_profile_2(tmp_path):
+    # The plain port is closed: the sim takes wss:// from the config and trusts the site CA in its state_dir.
+    config = write_config(tmp_path)
+    code, _, err = await evedge("sim", "-c", str(config), "--url", "wss://127.0.0.1:1/ocpp", "--meter-port", "0")
+    assert code == 1 and "pki/ca.pem" in err, err  # a gateway that never ran has no site CA yet
+    config.write_text(config.read_text().replace('tls_listen = "127.0.0.1:0"',
+                                                 f'tls_listen = "127.0.0.1:{free_port()}"\nsecurity_profile = 2'))
+    async with running_gateway(load_settings(config, environ={})) as gw:
+        assert gw.app.ocpp.port is None
+        async with evedge_process("sim", "-c", str(config), "--meter-port", "0") as process:
+            first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+            assert f"against wss://127.0.0.1:{gw.app.ocpp.tls_port}/ocpp" in first
+            await eventually(lambda: all(gw.app.image.value(f"chargers/{c}/online") for c in ("CP16", "CP201", "CPBB")),
+                             timeout=20)  # fmt: skip
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
 async def test_check_config_names_meter_problems(tmp_path):
     bad = tmp_path / "meters.toml"
     bad.write_text(
