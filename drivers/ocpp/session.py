@@ -103,7 +103,12 @@ class Session(ChargePoint, abc.ABC):
         except ConnectionClosed as closed:
             if closed.sent is not None and closed.sent.code == 1009:
                 log.warning("frame over %d bytes, connection closed charger=%s", self.settings.max_frame_bytes, self.id)
+            elif closed.sent is not None and closed.sent.code == 1007:
+                log.warning("a text frame that is not UTF-8, connection closed charger=%s", self.id)
         finally:
+            if self._suppressed:  # the count a later warning would have carried
+                log.warning("charger=%s %d more warnings about this charger were suppressed", self.id, self._suppressed)
+                self._suppressed = 0
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
             self._fail_queued(CommandError("offline", f"{self.id} disconnected"))

@@ -100,10 +100,14 @@ async def test_malformed_frames_get_callerrors_and_disturb_nobody(gateway, charg
         await heartbeat(ws, "still-here")
         await heartbeat(other, "bystander-end")
 
-    # Logged, but not without end: a misbehaving charger must not fill the SD card.
+    # Logged, but not without end: a misbehaving charger must not fill the SD card; how many were not is said
+    # when it leaves.
+    suppressed = await eventually(lambda: [r.getMessage() for r in caplog.records
+                                           if "more warnings about this charger were suppressed" in r.getMessage()])  # fmt: skip
+    assert len(suppressed) == 1 and f"charger={charger_id} " in suppressed[0]
     about = [r.getMessage() for r in caplog.records if f"charger={charger_id} " in r.getMessage()]
     assert "malformed frame: not JSON" in about[0]
-    assert len(about) <= WARNINGS_BURST < len(frames)
+    assert len(about) - 1 <= WARNINGS_BURST < len(frames)
 
 
 async def test_a_schema_violation_is_logged_with_its_code(gateway, caplog):
@@ -145,6 +149,16 @@ async def test_a_frame_over_the_limit_closes_only_that_connection(gateway, caplo
     await eventually(lambda: any("frame over 65536 bytes" in r.getMessage() for r in caplog.records))
     async with gateway.client() as api:
         assert (await api.get("/api/v1/health")).json()["status"] == "ok"
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_that_connection_with_a_reason(gateway, caplog):
+    caplog.set_level(logging.WARNING)
+    async with connect(f"{gateway.ocpp_url}/CP16", subprotocols=["ocpp1.6"], additional_headers=headers("CP16")) as ws:
+        await ws.send(b'[2, "u", "Heartbeat", {"x": "\xff"}]', text=True)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 1007
+    await eventually(lambda: any("not UTF-8, connection closed charger=CP16" in r.getMessage() for r in caplog.records))
 
 
 async def test_a_frame_just_under_the_limit_is_fine(gateway):
