@@ -18,6 +18,7 @@ CURRENT = "Current.Import"
 VOLTAGE = "Voltage"
 SOC = "SoC"
 
+_DECIMALS = 6  # kept of a scaled value: far below any meter's resolution
 _SCALE = {"wh": 1.0, "kwh": 1000.0, "w": 1.0, "kw": 1000.0, "a": 1.0, "v": 1.0, "percent": 1.0}
 _DEFAULT_UNIT = {ENERGY: "Wh", POWER: "W", CURRENT: "A", VOLTAGE: "V", SOC: "Percent"}
 _EV_SIDE = {None, "Outlet", "EV", "Cable"}
@@ -135,14 +136,18 @@ def _number(sv: dict[str, Any], measurand: str) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     unit_of_measure = sv.get("unitOfMeasure")
+    multiplier = 0
     if isinstance(unit_of_measure, dict):  # 2.0.1
         unit = unit_of_measure.get("unit") or _DEFAULT_UNIT.get(measurand, "")
         multiplier = unit_of_measure.get("multiplier", 0)
-        if isinstance(multiplier, int) and -6 <= multiplier <= 6:
-            value *= 10.0**multiplier
+        if not (isinstance(multiplier, int) and -6 <= multiplier <= 6):
+            multiplier = 0
     else:
         unit = sv.get("unit") or _DEFAULT_UNIT.get(measurand, "")
     scale = _SCALE.get(str(unit).lower())
     if scale is None:
         return None  # a unit we cannot turn into ours (varh, Celsius, ...)
-    return value * scale
+    if scale == 1.0 and multiplier == 0:
+        return value
+    # 12.3456 kWh is 12345.6 Wh, not 12345.599999999999: binary floats scaled by ten carry noise into the records
+    return round(value * scale * 10.0**multiplier, _DECIMALS)

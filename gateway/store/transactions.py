@@ -301,7 +301,7 @@ async def _close_superseded(conn: aiosqlite.Connection, charger_id: str, evse: i
         log.warning("closing superseded transaction charger=%s evse=%s id=%s", charger_id, evse, stale_id)
         await conn.execute(
             "UPDATE transactions SET stopped_at = ?, meter_stop_wh = meter_last_wh, "
-            "energy_wh = meter_last_wh - meter_start_wh, stop_reason = 'Superseded', updated_at = ? WHERE id = ?",
+            "energy_wh = ROUND(meter_last_wh - meter_start_wh, 3), stop_reason = 'Superseded', updated_at = ? WHERE id = ?",
             (now, now, stale_id),
         )
         closed.append(await _one(conn, "WHERE id = ?", (stale_id,)))

@@ -77,11 +77,11 @@ async def test_a_session_moves_forward_and_closes_once(tmp_path):
 
 async def test_a_new_session_on_a_busy_evse_closes_the_lost_one(tmp_path):
     async with Store(tmp_path) as store:
-        lost = await store.transactions.start("CP", 1, 1, "A", T0, 100.0)
-        await store.transactions.record_meter_values("CP", 1, lost.id, [Sample(T0, [], 400.0, None)])
-        await store.transactions.start("CP", 1, 1, "B", T0 + timedelta(hours=1), 500.0)
+        lost = await store.transactions.start("CP", 1, 1, "A", T0, 12345.6)
+        await store.transactions.record_meter_values("CP", 1, lost.id, [Sample(T0, [], 12410.2, None)])
+        await store.transactions.start("CP", 1, 1, "B", T0 + timedelta(hours=1), 12500.0)
         closed = await store.transactions.get(lost.id)
-        assert closed.stop_reason == "Superseded" and closed.energy_wh == 300.0
+        assert closed.stop_reason == "Superseded" and closed.energy_wh == 64.6  # not 64.600000000000364
 
 
 async def test_201_transactions_are_found_by_the_chargers_id(tmp_path):

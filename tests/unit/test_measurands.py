@@ -26,6 +26,14 @@ def test_201_units_and_multipliers():
     assert r.energy_wh == 12500.0 and r.power_w == pytest.approx(7400.0) and r.soc == 55.0
 
 
+def test_scaled_values_carry_no_float_noise_into_the_records():
+    # 12.3456 * 1000 is 12345.599999999999 in binary floating point
+    assert read([{"value": "12.3456", "unit": "kWh"}]).energy_wh == 12345.6
+    assert read([{"value": 12.3456, "unitOfMeasure": {"unit": "kWh"}}]).energy_wh == 12345.6
+    assert read([{"value": 7.3, "measurand": "Power.Active.Import",
+                  "unitOfMeasure": {"unit": "W", "multiplier": -1}}]).power_w == 0.73  # fmt: skip
+
+
 def test_phases_currents_and_power_by_phase():
     r = read([{"value": "16", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
               {"value": "15", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
