@@ -59,6 +59,9 @@ def split_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_ANY_HOST = frozenset({"0.0.0.0", "::", ""})
+
+
 def _check_listen(value: str) -> str:
     split_listen(value)
     return value
@@ -581,6 +584,23 @@ class Settings(BaseSettings):
     charger_models: list[ChargerModelSettings] = Field(default_factory=list)
     mqtt: MqttSettings | None = Field(None, description="The MQTT bridge runs when this section is present")
     opcua: OpcuaServerSettings | None = Field(None, description="The OPC UA server runs when this section is present")
+
+    @model_validator(mode="after")
+    def _listeners_apart(self) -> Settings:
+        # Caught here rather than as "address already in use" at start, which names no key.
+        listeners = {"ocpp.listen": self.ocpp.listen if self.ocpp.security_profile < 2 else "",
+                     "ocpp.tls_listen": self.ocpp.tls_listen, "web.listen": self.web.listen,
+                     "opcua.listen": self.opcua.listen if self.opcua else ""}  # fmt: skip
+        taken: dict[str, tuple[str, int]] = {}
+        for key, listen in listeners.items():
+            if not listen:
+                continue
+            host, port = split_listen(listen)
+            for other, (other_host, other_port) in taken.items():
+                if port and port == other_port and (host == other_host or _ANY_HOST & {host, other_host}):
+                    raise ValueError(f"{key}: port {port} is taken by {other} ({listeners[other]})")
+            taken[key] = (host, port)
+        return self
 
     def charger(self, charger_id: str) -> ChargerSettings | None:
         return next((c for c in self.chargers if c.id == charger_id), None)

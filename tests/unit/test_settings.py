@@ -98,6 +98,15 @@ def test_a_charger_may_not_be_named_site(tmp_path):
         load_settings(write(tmp_path, '[ocpp]\nsecurity_profile = 0\n[[chargers]]\nid = "site"\n'), {})
 
 
+def test_two_listeners_on_one_port_are_named(tmp_path):
+    same = write(tmp_path, '[ocpp]\nsecurity_profile = 0\nlisten = "0.0.0.0:8080"\n')  # the web's default port
+    with pytest.raises(ConfigError, match=r"web.listen: port 8080 is taken by ocpp.listen \(0.0.0.0:8080\)"):
+        load_settings(same, {})
+    assert load_settings(same, {"EVEDGE_WEB__LISTEN": "127.0.0.1:8081"}).web.listen == "127.0.0.1:8081"
+    apart = write(tmp_path, '[ocpp]\nsecurity_profile = 0\nlisten = "127.0.0.1:9100"\n[web]\nlisten = "127.0.0.2:9100"\n')
+    assert load_settings(apart, {}).ocpp.listen == "127.0.0.1:9100"  # two addresses, one port each: fine
+
+
 def test_ids_differing_only_in_case_are_addressed_by_index(tmp_path):
     config = write(tmp_path, '[ocpp]\nsecurity_profile = 0\n[[chargers]]\nid = "cp1"\n[[chargers]]\nid = "CP1"\n')
     with pytest.raises(ConfigError, match="differ only in case"):
