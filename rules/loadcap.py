@@ -55,7 +55,7 @@ from rules.schedules import SCHEDULE_LIMIT
 log = logging.getLogger(__name__)
 
 # charger leaves that call for a new allocation (a departure or energy need reorders who waits)
-_WAKING = ("online", "status", "transaction_id", "power_w", "departure_time", "energy_needed_wh")
+_WAKING = ("online", "status", "transaction_id", "power_w", "departure_time", "energy_needed_wh", "external_limit_w")
 
 
 SETTLE_S = 5.0  # a car follows a new limit within this (IEC 61851-1); a draw measured sooner says nothing of it
@@ -101,7 +101,8 @@ class LoadCap:
         paths = {c.id: self.path(c) for c in site.chargers.values()}
         ratings = {c.id: c.max_w for c in site.chargers.values()}
         safe = settings.site.fallback_limit_w if settings.site.fallback_limit_w is not None else site.limit_w
-        self.baseline = baselines(ratings, paths, self.group_limits(), safe if safe is not None else sum(ratings.values()))
+        everything = sum(ratings.values())
+        self.baseline = baselines(ratings, paths, self.group_limits(), safe if safe is not None else everything)
 
     @property
     def active(self) -> bool:
@@ -212,10 +213,10 @@ class LoadCap:
                 manual = self.manual.get(key) if self.mode == "manual" else None
                 sent = self.sent.get(key)
                 draw, settled = self._draw(charger.id, evse, sent, grid[2] if grid else None)
-                max_w = min(charger.max_w, manual if manual is not None else charger.max_w)
+                max_w, max_reason = self._cap(charger.id, evse, charger.max_w, manual)
                 demands.append(Demand(
                     key=key, phases=_site_phases(charger, used), min_w=self.cfg.min_current_a * voltage * len(used),
-                    max_w=max_w, max_reason="manual limit" if manual is not None else "max: charger rating",
+                    max_w=max_w, max_reason=max_reason,
                     priority=charger.priority, groups=self.path(charger), draw_w=draw,
                     limit_w=sent.limit_w if sent and settled else None, laxity_s=self._laxity(charger.id, evse, max_w),
                 ))  # fmt: skip
@@ -231,6 +232,20 @@ class LoadCap:
             demand_margin_w=self.cfg.demand_margin_w, urgency_s=self.cfg.urgency_s,
         )  # fmt: skip
         return snap, phases
+
+    def _cap(self, charger_id: str, evse: int, rating_w: float, manual_w: float | None) -> tuple[float, str]:
+        """The most an EVSE may be given, and why: its charger's rating, a manual limit, or a limit an outside
+        source put on the EVSE or the whole station (2.0.1 NotifyChargingLimit) -- the charger obeys that one
+        whatever we send, so power shared out above it would stay unused."""
+        caps = [(rating_w, "max: charger rating")]
+        if manual_w is not None:
+            caps.append((manual_w, "manual limit"))
+        for name in (evse_point(charger_id, evse, "external_limit_w"), charger_point(charger_id, "external_limit_w")):
+            limit = self.image.value(name)
+            if isinstance(limit, (int, float)):
+                source = self.image.value(name.removesuffix("_w") + "_source") or "outside source"
+                caps.append((float(limit), f"external limit ({source})"))
+        return min(caps, key=lambda cap: cap[0])
 
     def _laxity(self, charger_id: str, evse: int, max_w: float) -> float | None:
         """The session's slack before its departure, from what its EV said it needs (None: it did not say)."""
@@ -364,7 +379,8 @@ class LoadCap:
             self.failsafe = on
             log.warning("fail-safe %s: grid meter %s; EVs held to %s W", "on" if on else "off",
                         "stale" if on else "back", self.settings.site.fallback_limit_w)  # fmt: skip
-            self._spawn(self.events.record("failsafe", {"on": on, "fallback_limit_w": self.settings.site.fallback_limit_w}))
+            fallback_w = self.settings.site.fallback_limit_w
+            self._spawn(self.events.record("failsafe", {"on": on, "fallback_limit_w": fallback_w}))
 
     # -- what it does --------------------------------------------------------------------------------------
 
@@ -383,7 +399,8 @@ class LoadCap:
 
     async def _prepare(self, charger: Charger) -> None:
         voltage = self.site.voltage_v
-        limits = [SetChargingLimit(charger.id, 0, self.baseline.get(charger.id, charger.max_w), "baseline", charger.phases),
+        baseline_w = self.baseline.get(charger.id, charger.max_w)
+        limits = [SetChargingLimit(charger.id, 0, baseline_w, "baseline", charger.phases),
                   SetChargingLimit(charger.id, 0, self.cfg.min_current_a * voltage * charger.phases, "default",
                                    charger.phases)]  # fmt: skip
         for limit in limits:

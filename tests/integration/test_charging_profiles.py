@@ -5,8 +5,11 @@ needs, stored and shown as points; and the load cap admitting first the car that
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from gateway.auth import Role
@@ -202,7 +205,8 @@ async def test_the_tx_profile_of_a_remote_start_is_kept_until_its_session_ends(g
     async with connected(sim), gateway.client() as api:
         assert await ocpp(api, charger_id, action, start | {"chargingProfile": profile}) == {"status": "Accepted"}
         rows = await profiles(api, charger_id)
-        assert [(r["evse"], r["id"], r["purpose"], r["transaction_id"]) for r in rows] == [(evse, 31, "TxProfile", None)]
+        kept = [(r["evse"], r["id"], r["purpose"], r["transaction_id"]) for r in rows]
+        assert kept == [(evse, 31, "TxProfile", None)]
         await eventually(lambda: sim.evses[evse].charging)
         await sim.stop_session(evse)
         await eventually(lambda: _none(api, charger_id))
@@ -365,27 +369,64 @@ min_off_s = 0.5
 """
 
 
-async def test_the_car_that_would_miss_its_departure_is_the_one_charging(tmp_path):
-    # 5.5 kW for the EVs: one minimum (6 A on 3 phases, 4140 W) fits, two do not.
-    config = write_config(tmp_path, URGENCY, loadcap=True, site_limit_w=6000)
+@contextlib.asynccontextmanager
+async def steered_charger(tmp_path, site_limit_w: float) -> AsyncIterator[tuple[SimCharger, httpx.AsyncClient]]:
+    """A 2.0.1 charger with two EVSEs (22 kW between them) connected to a gateway whose load cap has prepared it."""
+    config = write_config(tmp_path, URGENCY, loadcap=True, site_limit_w=site_limit_w)
     async with running_gateway(load_settings(config, environ={})) as gw:
         sim = gw.charger("CPEV", "2.0.1", password="password-of-CPEV-1234", evses=2)
         async with connected(sim), gw.client() as api:
             await eventually(lambda: "CPEV" in gw.app.loadcap.prepared)
-            relaxed = await sim.plug_in(1, Ev(capacity_wh=80000, soc=50, max_w=11000, id_tag="RELAXED"))
-            await sim.start_session(1)
-            await eventually(lambda: relaxed.power_w > 0)
-            # the relaxed car leaves tonight and needs little; the other car came later, leaves in half an hour
-            # and needs 40 kWh: it would miss its departure even at full power
-            await station.notify_ev_charging_needs(sim, 1, 5000, utcnow() + timedelta(hours=10))
-            urgent = await sim.plug_in(2, Ev(capacity_wh=80000, soc=10, max_w=11000, id_tag="URGENT"))
-            await sim.start_session(2)
-            await station.notify_ev_charging_needs(sim, 2, 40000, utcnow() + timedelta(minutes=30))
+            yield sim, api
 
-            await eventually(lambda: urgent.power_w > 0 and relaxed.power_w == 0, timeout=15)
-            allocation = {a["evse"]: a for a in (await api.get("/api/v1/site")).json()["allocation"]}
-            assert allocation[2]["target_w"] > 0 and allocation[1]["target_w"] == 0
-            assert allocation[1]["reason"].startswith("paused")
-            for _ in range(30):  # and it stays so: rotation (after 0.5 s on) does not give the car that can wait
-                await asyncio.sleep(0.1)  # its turn
-                assert urgent.power_w > 0 and relaxed.power_w == 0
+
+async def test_the_car_that_would_miss_its_departure_is_the_one_charging(tmp_path):
+    # 5.5 kW for the EVs: one minimum (6 A on 3 phases, 4140 W) fits, two do not.
+    async with steered_charger(tmp_path, site_limit_w=6000) as (sim, api):
+        relaxed = await sim.plug_in(1, Ev(capacity_wh=80000, soc=50, max_w=11000, id_tag="RELAXED"))
+        await sim.start_session(1)
+        await eventually(lambda: relaxed.power_w > 0)
+        # the relaxed car leaves tonight and needs little; the other car came later, leaves in half an hour
+        # and needs 40 kWh: it would miss its departure even at full power
+        await station.notify_ev_charging_needs(sim, 1, 5000, utcnow() + timedelta(hours=10))
+        urgent = await sim.plug_in(2, Ev(capacity_wh=80000, soc=10, max_w=11000, id_tag="URGENT"))
+        await sim.start_session(2)
+        await station.notify_ev_charging_needs(sim, 2, 40000, utcnow() + timedelta(minutes=30))
+
+        await eventually(lambda: urgent.power_w > 0 and relaxed.power_w == 0, timeout=15)
+        allocation = {a["evse"]: a for a in (await api.get("/api/v1/site")).json()["allocation"]}
+        assert allocation[2]["target_w"] > 0 and allocation[1]["target_w"] == 0
+        assert allocation[1]["reason"].startswith("paused")
+        for _ in range(30):  # and it stays so: rotation (after 0.5 s on) does not give the car that can wait
+            await asyncio.sleep(0.1)  # its turn
+            assert urgent.power_w > 0 and relaxed.power_w == 0
+
+
+async def test_a_limit_from_an_outside_source_caps_what_the_load_cap_gives(tmp_path):
+    # Room on the site for both cars; the charger's 22 kW rating is shared. The system operator then limits EVSE 1
+    # to 10 A, later an EMS the station as a whole to 8 kW: the load cap shares within those limits, not above
+    # them (the charger would obey them whatever it is sent, leaving the rest unused), and says why.
+    async with steered_charger(tmp_path, site_limit_w=60000) as (sim, api):
+        for evse in (1, 2):
+            await sim.plug_in(evse, Ev(capacity_wh=80000, soc=20, max_w=22000, id_tag=f"EV-{evse}"))
+            await sim.start_session(evse)
+
+        def shares(expected: dict[int, tuple[float, str]]):
+            async def check() -> bool:
+                got = {a["evse"]: a for a in (await api.get("/api/v1/site")).json()["allocation"]}
+                return all(n in got and got[n]["target_w"] == w and got[n]["reason"].endswith(why)
+                           for n, (w, why) in expected.items())  # fmt: skip
+            return check
+
+        await eventually(shares({1: (11000, "charger CPEV rating"), 2: (11000, "charger CPEV rating")}), timeout=15)
+        amps = [{"id": 1, "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}]
+        await station.notify_charging_limit(sim, "SO", evse_id=1, schedule=amps)
+        await eventually(shares({1: (10 * 230 * 3, "external limit (SO)"),
+                                 2: (22000 - 10 * 230 * 3, "charger CPEV rating")}), timeout=15)  # fmt: skip
+        watts = [{"id": 2, "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8000.0}]}]
+        await station.notify_charging_limit(sim, "EMS", schedule=watts)
+        await eventually(shares({1: (10 * 230 * 3, "external limit (SO)"), 2: (8000, "external limit (EMS)")}),
+                         timeout=15)  # fmt: skip
+        await station.cleared_charging_limit(sim, "SO", evse_id=1)
+        await station.cleared_charging_limit(sim, "EMS")
+        await eventually(shares({1: (11000, "charger CPEV rating"), 2: (11000, "charger CPEV rating")}), timeout=15)
