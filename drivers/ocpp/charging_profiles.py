@@ -137,6 +137,10 @@ class ChargingProfiles201(_SmartCharging):
 
     async def run(self) -> None:
         await self._show_stored_needs()
+        try:  # the outside limits it told an earlier gateway process of still hold
+            await self._show_limits()
+        except Exception:  # shown again at its next NotifyChargingLimit; the session must not wait for them
+            log.exception("could not read the outside limits charger=%s", self.id)
         await super().run()
 
     async def answered(self, action: str, payload: dict[str, Any], answer: dict[str, Any]) -> None:

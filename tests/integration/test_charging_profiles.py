@@ -332,20 +332,24 @@ async def test_201_ev_needs_and_schedule_are_stored_answered_and_shown(gateway):
         assert image.value("chargers/CP201/evse/1/energy_needed_wh") is None
 
 
-async def test_what_the_ev_needs_is_weighed_again_after_a_gateway_restart(tmp_path):
+async def test_what_the_ev_needs_and_outside_limits_are_weighed_again_after_a_gateway_restart(tmp_path):
     config = load_settings(write_config(tmp_path, ocpp_port=free_port()), environ={})
     departure = utcnow().replace(microsecond=0) + timedelta(hours=3)
+    amps = [{"id": 1, "chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}]
     async with running_gateway(config) as gw:
         sim = gw.charger("CP201", "2.0.1")
         task = asyncio.create_task(sim.run())
         await eventually(sim.connected.is_set)
         await sim.start_session(1, "TAG-EV")
         await station.notify_ev_charging_needs(sim, 1, 20000, departure)
+        await station.notify_charging_limit(sim, "SO", evse_id=1, schedule=amps)
     try:
         async with running_gateway(config) as gw:  # the session still runs on the charger, which reconnects
             point = "chargers/CP201/evse/1/departure_time"
             await eventually(lambda: gw.app.image.value(point) == iso(departure))
             assert gw.app.image.value("chargers/CP201/evse/1/energy_needed_wh") >= 20000
+            await eventually(lambda: gw.app.image.value("chargers/CP201/evse/1/external_limit_w") == 10 * 230 * 3)
+            assert gw.app.image.value("chargers/CP201/evse/1/external_limit_source") == "SO"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
