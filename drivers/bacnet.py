@@ -4,7 +4,8 @@ One BACnet stack for the gateway (its own device, on ``[bacnet] address``); per 
 that reads every point (``poll_s``, and always as the check that the device still answers), and one COV
 subscription per point where the device offers it, renewed before its lifetime ends and made again when the
 device comes back (devices keep subscriptions in memory only). A device that does not answer turns its
-values bad after ``stale_after_s`` and is retried with a doubling wait.
+values bad after ``stale_after_s`` and is retried with a doubling wait. A point whose name the schema gives no
+unit (``setpoint_c``, ``chiller_kw``) takes its object's engineering unit, asked once.
 
 Why bacpypes3 directly and not BAC0 (which is built on it), measured on BAC0 2026.7.25:
 - ``BAC0.start()`` loads a ``.env`` from the working directory, writes ``~/.BAC0`` log files, installs its
@@ -34,6 +35,7 @@ from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 
 from gateway.clock import utcnow
+from gateway.freshness import Freshness
 from gateway.points import ProcessImage, Quality
 from gateway.settings import BacnetMeter, BacnetSettings, Settings
 from gateway.tasks import raise_if_cancelled
@@ -43,6 +45,16 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
 # Failures of a read or a subscription: the device's own refusals, and no answer at all.
 FAILURES = (ErrorRejectAbortNack, TimeoutError, OSError)
+# BACnet engineering units as a site writes them; the others keep their BACnet name (cubic-feet-per-minute).
+_SYMBOLS = {
+    "watts": "W", "kilowatts": "kW", "megawatts": "MW", "watt-hours": "Wh", "kilowatt-hours": "kWh",
+    "megawatt-hours": "MWh", "volt-amperes": "VA", "kilovolt-amperes": "kVA", "volt-amperes-reactive": "var",
+    "kilovolt-amperes-reactive": "kvar", "volts": "V", "kilovolts": "kV", "amperes": "A", "milliamperes": "mA",
+    "hertz": "Hz", "degrees-celsius": "°C", "degrees-fahrenheit": "°F", "degrees-kelvin": "K", "percent": "%",
+    "percent-relative-humidity": "%RH", "pascals": "Pa", "kilopascals": "kPa", "bars": "bar",
+    "cubic-meters-per-hour": "m³/h", "liters-per-second": "l/s", "parts-per-million": "ppm", "seconds": "s",
+    "minutes": "min", "hours": "h",
+}  # fmt: skip
 
 
 def check(settings: Settings) -> list[str]:
@@ -58,6 +70,12 @@ def check(settings: Settings) -> list[str]:
             except (ValueError, TypeError, KeyError) as e:
                 problems.append(f"meters.{meter.id}.points.{name}: {object_id!r} is not an object id ({e})")
     return problems
+
+
+def unit_of(units: Any) -> str | None:
+    """An object's engineering unit as the process image carries it: kilowatts is kW."""
+    name = str(units)
+    return None if name == "no-units" else _SYMBOLS.get(name, name)
 
 
 def value_of(value: Any) -> Any:
@@ -83,36 +101,37 @@ class BacnetDevice:
         self.objects = {name: ObjectIdentifier(oid) for name, oid in meter.points.items()}
         self.answering = False
         self.failures = 0
+        self.freshness = Freshness(meter.stale_after_s)
         self.following: set[str] = set()  # points with a live COV subscription
+        # Points the schema gives no unit: their objects' units are asked with the first reads (binary and
+        # multi-state objects have none).
+        self.unitless = {n for n, oid in self.objects.items() if image.unit(self._point(n)) is None
+                         and not str(oid[0]).startswith(("binary", "multi-state"))}  # fmt: skip
         self._back = asyncio.Event()  # set when the device answers after silence (or for the first time)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._poll(), name=f"bacnet-poll-{self.meter.id}")
+            tasks.create_task(self.freshness.watch(self._went_stale), name=f"bacnet-stale-{self.meter.id}")
             if self.meter.cov:
                 for name in self.objects:
                     tasks.create_task(self._follow(name), name=f"bacnet-cov-{self.meter.id}-{name}")
 
     async def _poll(self) -> None:
-        loop = asyncio.get_running_loop()
-        last_good = next_read = loop.time()
         while True:
             raise_if_cancelled()
-            if loop.time() >= next_read:
-                if await self.read_all():
-                    if self.failures:
-                        log.info("BACnet device answers again meter=%s after %d failures", self.meter.id,
-                                 self.failures)  # fmt: skip
-                    self.failures, last_good = 0, loop.time()
-                else:
-                    self.failures += 1
-                next_read = loop.time() + self._interval()
-            # Stale at its deadline, whether or not a read is due then.
-            stale_at = last_good + self.meter.stale_after_s
-            if loop.time() >= stale_at:
-                self.image.mark_points([self._point(n) for n in self.objects], Quality.bad)
-            wake = next_read if loop.time() >= stale_at else min(next_read, stale_at)
-            await asyncio.sleep(max(0.0, wake - loop.time()))
+            if await self.read_all():
+                if self.failures:
+                    log.info("BACnet device answers again meter=%s after %d failures", self.meter.id,
+                             self.failures)  # fmt: skip
+                self.failures = 0
+                self.freshness.alive()
+            else:
+                self.failures += 1
+            await asyncio.sleep(self._interval())
+
+    def _went_stale(self) -> None:
+        self.image.mark_points([self._point(n) for n in self.objects], Quality.bad)
 
     def _interval(self) -> float:
         if self.failures:
@@ -127,15 +146,20 @@ class BacnetDevice:
         wanted = {n: o for n, o in self.objects.items() if n not in self.following} or dict(
             list(self.objects.items())[:1]  # all followed: one read tells whether the device is there
         )
+        asking = sorted(self.unitless)
         results = await asyncio.gather(
             *(self.app.read_property(self.address, oid, "present-value") for oid in wanted.values()),
+            *(self.app.read_property(self.address, self.objects[n], "units") for n in asking),
             return_exceptions=True,
         )
         ts = utcnow()
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, FAILURES):
                 raise result  # cancellation, or a bug: not the device's doing
+        results, units = results[: len(wanted)], results[len(wanted) :]
         answered = any(not isinstance(r, FAILURES) or _is_answer(r) for r in results)
+        if answered:  # units first: the north bridges make a point's node with its first value
+            self._learn_units(dict(zip(asking, units, strict=True)))
         for name, result in zip(wanted, results, strict=True):
             if isinstance(result, FAILURES):
                 if answered:  # the device is there: this point alone is refused or lost
@@ -150,6 +174,15 @@ class BacnetDevice:
                 self._back.set()  # reachable (again): subscriptions may be made (again)
             self.answering = True
         return answered
+
+    def _learn_units(self, answers: dict[str, Any]) -> None:
+        for name, answer in answers.items():
+            if isinstance(answer, FAILURES) and not _is_answer(answer):
+                continue  # lost on the way: asked again with the next read
+            self.unitless.discard(name)  # answered, or refused by an object that has no units
+            unit = None if isinstance(answer, FAILURES) else unit_of(answer)
+            if unit is not None:
+                self.image.declare_unit(self._point(name), unit)
 
     async def _follow(self, name: str) -> None:
         """Keep a COV subscription on one point; when the device cannot, leave the point to reading."""

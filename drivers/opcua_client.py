@@ -2,10 +2,13 @@
 
 The gateway subscribes to the configured node ids (or reads them every ``poll_s`` when ``subscribe = false``,
 or when the server offers no subscriptions), keeps the server's source timestamps and status codes, and
-watches the connection. When it is lost the values turn bad, and the client reconnects with a doubling wait
-and subscribes again. Security: Basic256Sha256 or Aes256Sha256RsaPss (Sign or SignAndEncrypt) with the
-gateway's own client certificate, made at first start under ``{state_dir}/opcua/client/``, and a user and
-password when configured.
+watches the connection. Every answer proves the server alive: a read, a change, and while nothing changes a
+read of the server's state every ``stale_after_s / 3``. The values turn bad ``stale_after_s`` after the last
+proof, on a timer of their own (a hung server keeps its socket open and answers nothing), or at once when the
+link is lost; then the client reconnects with a doubling wait and subscribes again.
+
+Security: Basic256Sha256 or Aes256Sha256RsaPss (Sign or SignAndEncrypt) with the gateway's own client
+certificate, made at first start under ``{state_dir}/opcua/client/``, and a user and password when configured.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,10 @@ from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.clock import utcnow
+from gateway.freshness import Freshness
 from gateway.points import ProcessImage, Quality
 from gateway.settings import OpcuaMeter, Settings
-from gateway.tasks import raise_if_cancelled
+from gateway.tasks import first_to_end, raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +71,15 @@ class OpcuaMeterClient:
         self.subscribed = False
         self.updates = 0
         self.sessions = 0  # connections made, for tests and health
+        self.freshness = Freshness(meter.stale_after_s)
+        self._broken: str | None = None  # why the server gave up our subscription
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         delay = min(self.meter.poll_s, 1.0)
         while True:
             began = loop.time()
-            try:
-                async with self._session() as client:
-                    await self._follow(client)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # asyncua raises many kinds; every one means: connect again later
-                raise_if_cancelled()
-                self._lost(e)
+            await self._session()
             # The wait grows until a session has held for a while: a server that accepts and then fails at
             # once must not be hammered with a new session every second.
             if loop.time() - began > max(self.meter.stale_after_s, HEALTHY_SESSION_S):
@@ -89,9 +87,24 @@ class OpcuaMeterClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
 
-    @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[Client]:
+    async def _session(self) -> None:
+        """One connection, until it is lost. Its values turn bad before the goodbye: a CloseSession to a hung
+        server waits a full request timeout, so on a lost link the socket is closed first."""
         client = Client(self.meter.endpoint, timeout=min(self.meter.stale_after_s, 10))
+        try:
+            await self._connect(client)
+            await first_to_end(self._follow(client), self._until_stale())
+        except Exception as e:  # noqa: BLE001 -- asyncua raises many kinds; every one means: connect again later
+            raise_if_cancelled()
+            self._lost(e)
+            client.disconnect_socket()
+        finally:
+            if self.connected:
+                self.connected = self.subscribed = False
+                with contextlib.suppress(Exception):
+                    await client.disconnect()  # asyncua's own tasks end here
+
+    async def _connect(self, client: Client) -> None:
         client.application_uri = APP_URI
         if self.meter.security_policy != "None":
             key, cert = await self._certificate()
@@ -102,30 +115,34 @@ class OpcuaMeterClient:
         if self.meter.password is not None:
             client.set_password(self.meter.password.get_secret_value())
         await client.connect()
+        self.freshness.alive()
+        self._broken = None
         self.connected = True
         self.sessions += 1
         log.info("OPC UA connected meter=%s endpoint=%s", self.meter.id, self.meter.endpoint)
         self.image.update({self._point("online"): True})
-        try:
-            yield client
-        finally:
-            self.connected = self.subscribed = False
-            with contextlib.suppress(Exception):
-                await client.disconnect()
 
     async def _follow(self, client: Client) -> None:
         nodes = {name: client.get_node(node_id) for name, node_id in self.meter.points.items()}
         await self._read_all(nodes)  # values now, even those that never change
         if self.meter.subscribe and await self._subscribe(client, nodes):
-            # Changes arrive through the subscription; check the link often enough to notice in time.
+            # Changes arrive through the subscription. A quiet server sends none, so its state is read now and
+            # then: a value that does not change stays fresh as long as the server answers.
             while True:
-                await asyncio.sleep(min(self.meter.stale_after_s / 2, 5.0))
-                await client.check_connection()
+                await asyncio.sleep(min(self.meter.stale_after_s / 3, 5.0))
+                if self._broken:
+                    raise ConnectionError(self._broken)
+                await client.nodes.server_state.read_value()
+                self.freshness.alive()
                 raise_if_cancelled()
         while True:
             await asyncio.sleep(self.meter.poll_s)
             await self._read_all(nodes)
             raise_if_cancelled()
+
+    async def _until_stale(self) -> None:
+        await self.freshness.expired()
+        raise TimeoutError(f"no answer for {self.meter.stale_after_s:g} s")
 
     async def _subscribe(self, client: Client, nodes: dict[str, Node]) -> bool:
         names = {node.nodeid: name for name, node in nodes.items()}
@@ -148,6 +165,7 @@ class OpcuaMeterClient:
     async def _read_all(self, nodes: dict[str, Node]) -> None:
         # A node with a bad status is a bad point, not a lost link (a BMS whose field device is offline).
         values = await asyncio.gather(*(node.read_data_value(raise_on_bad_status=False) for node in nodes.values()))
+        self.freshness.alive()
         for name, data in zip(nodes, values, strict=True):
             self.show(name, data)
 
@@ -167,8 +185,15 @@ class OpcuaMeterClient:
         self.image.set(point, value, _aware(ts), quality)
         self.updates += 1
 
-    def _lost(self, error: BaseException) -> None:
-        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    def subscription_ended(self, status: ua.StatusCode) -> None:
+        """The server gave up our subscription, or asyncua found the link dead: values bad now, and the
+        session ends at its next look."""
+        self._broken = f"subscription ended: {status.name}"
+        self._lost(self._broken)
+
+    def _lost(self, error: BaseException | str) -> None:
+        """The link is gone: said once, with the meter's name; its values bad at once."""
+        reason = error if isinstance(error, str) else _reason(error)
         if self.image.value(self._point("online")) is not False:
             log.warning("OPC UA link lost meter=%s endpoint=%s: %s", self.meter.id, self.meter.endpoint, reason)
         self.image.update({self._point("online"): False, self._point("last_error"): reason})
@@ -193,7 +218,7 @@ class OpcuaMeterClient:
 
 
 class _Changes:
-    """asyncua's subscription handler: every change becomes a point."""
+    """asyncua's subscription handler: every change becomes a point and proves the server alive."""
 
     def __init__(self, client: OpcuaMeterClient, names: dict[ua.NodeId, str]) -> None:
         self.client = client
@@ -202,7 +227,12 @@ class _Changes:
     def datachange_notification(self, node: Node, value: Any, data: Any) -> None:
         name = self.names.get(node.nodeid)
         if name is not None:
+            self.client.freshness.alive()
             self.client.show(name, data.monitored_item.Value)
+
+    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+        if not status.Status.is_good():
+            self.client.subscription_ended(status.Status)
 
 
 class OpcuaDriver:
@@ -216,6 +246,10 @@ class OpcuaDriver:
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "meters": {c.meter.id: c.health() for c in self.clients}}
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _plain(value: Any) -> Any:

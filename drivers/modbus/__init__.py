@@ -79,7 +79,7 @@ class ModbusDriver:
                 tasks.create_task(poller.run(), name=f"modbus-{poller.bus.name}")
 
     def health(self) -> dict[str, Any]:
-        meters = {m.id: {"online": m.failures == 0 and m.last_good is not None, "stale": m.stale}
+        meters = {m.id: {"online": m.failures == 0 and m.freshness.last_alive is not None, "stale": m.stale}
                   for p in self.pollers for m in p.meters}  # fmt: skip
         # A meter that does not answer is the field's problem (its values say so), not the gateway's.
         return {"status": "ok", "meters": meters}

@@ -4,12 +4,14 @@ different).
 
 A meter that does not answer is retried with a doubling wait, capped at its ``max_backoff_s``, so it costs
 the others on the bus one timeout now and then, not one per poll. Its values turn bad once it has not
-answered for ``stale_after_s``; the first good read makes them good again.
+answered for ``stale_after_s`` (gateway.freshness: on their own timer, even while the bus waits out another
+meter's timeout); the first good read makes them good again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,7 @@ from datetime import datetime
 from drivers.modbus.bus import BusError, ModbusBus, Refused
 from drivers.modbus.registers import Block
 from gateway.clock import utcnow
+from gateway.freshness import Freshness
 from gateway.points import ProcessImage, Quality
 from gateway.tasks import raise_if_cancelled
 
@@ -53,17 +56,17 @@ class PolledMeter:
     timeout_s: float = 1.0
     next_poll: float = 0.0
     failures: int = 0
-    last_good: float | None = None
-    stale: bool = False
-    since: float = 0.0  # when polling began: a meter that never answered goes stale from there
     reads: int = 0  # requests answered, for benchmarks
     points: list[str] = field(default_factory=list)
+    freshness: Freshness = field(init=False)
 
     def __post_init__(self) -> None:
         self.points = [f"meters/{self.id}/{r.name}" for b in self.blocks for r in b.registers]
+        self.freshness = Freshness(self.stale_after_s)
 
-    def stale_at(self) -> float:
-        return (self.last_good if self.last_good is not None else self.since) + self.stale_after_s
+    @property
+    def stale(self) -> bool:
+        return self.freshness.stale
 
 
 class BusPoller:
@@ -77,16 +80,18 @@ class BusPoller:
         self._clock = clock
         self._wallclock = wallclock
         self._sleep = sleep
+        for meter in meters:
+            meter.freshness = Freshness(meter.stale_after_s, clock, sleep)
 
     async def run(self) -> None:
         now = self._clock()
         for meter in self.meters:
-            meter.since = meter.next_poll = now
-        self._recovered = asyncio.Event()
+            meter.next_poll = now
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._poll_loop())
-                tasks.create_task(self._watch_stale())
+                for meter in self.meters:
+                    tasks.create_task(meter.freshness.watch(functools.partial(self._went_stale, meter)))
         finally:
             self.bus.close()
 
@@ -99,22 +104,6 @@ class BusPoller:
                 await self._sleep(wait)
                 continue
             await self.poll(meter)
-
-    async def _watch_stale(self) -> None:
-        """Values turn bad at their deadline, even while the bus waits out another meter's timeout."""
-        while True:
-            now = self._clock()
-            self._mark_stale(now)
-            deadlines = [m.stale_at() for m in self.meters if not m.stale]
-            self._recovered.clear()
-            waits = {asyncio.ensure_future(self._recovered.wait())}  # a recovered meter has a new deadline
-            if deadlines:
-                waits.add(asyncio.ensure_future(self._sleep(max(0.0, min(deadlines) - now))))
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
 
     async def poll(self, meter: PolledMeter) -> None:
         try:
@@ -143,9 +132,8 @@ class BusPoller:
         if meter.failures:
             log.info("meter answers again meter=%s bus=%s after %d failures", meter.id, self.bus.name, meter.failures)
         self.image.update({f"meters/{meter.id}/online": True}, ts)
-        if meter.stale:
-            self._recovered.set()
-        meter.failures, meter.last_good, meter.stale = 0, now, False
+        meter.freshness.alive()
+        meter.failures = 0
         meter.next_poll = max(scheduled + meter.poll_s, now)
 
     def _failed(self, meter: PolledMeter, error: str) -> None:
@@ -157,9 +145,6 @@ class BusPoller:
         backoff = min(meter.poll_s * 2 ** (meter.failures - 1), max(meter.max_backoff_s, meter.poll_s))
         meter.next_poll = self._clock() + backoff
 
-    def _mark_stale(self, now: float) -> None:
-        for meter in self.meters:
-            if not meter.stale and now >= meter.stale_at():
-                meter.stale = True
-                log.warning("meter values stale meter=%s (no answer for %g s)", meter.id, meter.stale_after_s)
-                self.image.mark_points(meter.points, Quality.bad)
+    def _went_stale(self, meter: PolledMeter) -> None:
+        log.warning("meter values stale meter=%s (no answer for %g s)", meter.id, meter.stale_after_s)
+        self.image.mark_points(meter.points, Quality.bad)

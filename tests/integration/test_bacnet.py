@@ -1,5 +1,5 @@
 """BACnet/IP devices on loopback: present values read and followed by COV, a silent device, a device that
-restarts (and forgets its subscriptions), an object it does not have."""
+restarts (and forgets its subscriptions), an object it does not have, units from the objects."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from bacpypes3.basetypes import EngineeringUnits
 
-from drivers.bacnet import BacnetDriver, check
+from drivers.bacnet import BacnetDriver, check, unit_of
 from gateway.points import ProcessImage, Quality
 from gateway.settings import BacnetMeter, BacnetSettings, Settings
 from tests.bacnet_device import BacnetTestPeer, free_udp_port
@@ -43,6 +44,10 @@ async def test_present_values_are_read():
         await eventually(lambda: image.value("meters/hvac/power_w") == 12000.0)
         assert image.value("meters/hvac/setpoint_c") == pytest.approx(21.5)
         assert image.value("meters/hvac/heating_on") is False and image.value("meters/hvac/online") is True
+        # A name the schema gives no unit takes its object's (BAC0 makes analog objects in percent); power_w
+        # stays in the schema's W.
+        assert (image.unit("meters/hvac/setpoint_c"), image.unit("meters/hvac/power_w")) == ("%", "W")
+        assert image.unit("meters/hvac/heating_on") is None
         dev.set("binary-input,3", "active")
         dev.set("analog-input,1", 14250.0)
         await eventually(lambda: image.value("meters/hvac/heating_on") is True)
@@ -90,6 +95,12 @@ def test_config_problems():
     assert problems[1].startswith("meters.hvac.points.x: 'analog-inputt,1' is not an object id")
     assert not check(Settings(meters=[meter.model_copy(update={"points": {"x": "analogInput,1"}})],
                               bacnet=BacnetSettings(address="10.0.0.5/24:47808")))  # fmt: skip
+
+
+def test_engineering_units_as_a_site_writes_them():
+    assert [unit_of(EngineeringUnits(u)) for u in ("kilowatts", "degreesCelsius", "percent", "noUnits")] == \
+        ["kW", "°C", "%", None]  # fmt: skip
+    assert unit_of(EngineeringUnits("cubicFeetPerMinute")) == "cubic-feet-per-minute"  # no symbol: its BACnet name
 
 
 def following(driver: BacnetDriver) -> bool:

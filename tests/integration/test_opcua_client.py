@@ -1,12 +1,18 @@
-"""Building signals from a real asyncua server on loopback: subscription, a server restart, reading instead
-of subscribing, a secured endpoint with a user."""
+"""Building signals from a real asyncua server on loopback: subscription, a server restart, a server that
+hangs, reading instead of subscribing, a secured endpoint with a user."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import os
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from asyncua import Server, ua
@@ -19,6 +25,7 @@ from drivers.opcua_client import OpcuaDriver, check
 from gateway.points import ProcessImage, Quality
 from gateway.settings import OpcuaMeter, Settings
 from tests.conftest import eventually, free_port, in_background
+from tests.integration.test_modbus import site_log_levels
 
 LOAD = "ns=2;s=Building.LoadW"
 MODE = "ns=2;s=Building.Mode"
@@ -54,6 +61,30 @@ async def bms(port: int, load_w: float = 12000.0, secure_dir=None) -> AsyncItera
         yield {"load": load, "mode": mode, "chiller": chiller}
 
 
+async def serve(port: int) -> None:
+    async with bms(port):
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+
+@contextlib.asynccontextmanager
+async def bms_process(port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The BMS in a process of its own, which the test can freeze: under SIGSTOP its socket stays open and
+    nothing answers -- a hung server."""
+    code = f"import asyncio\nfrom tests.integration.test_opcua_client import serve\nasyncio.run(serve({port}))"
+    server = await asyncio.create_subprocess_exec(sys.executable, "-c", code, cwd=Path(__file__).parents[2],
+                                                  stdout=asyncio.subprocess.PIPE,
+                                                  stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert await asyncio.wait_for(server.stdout.readline(), 30) == b"ready\n"
+        yield server
+    finally:
+        if server.returncode is None:
+            server.send_signal(signal.SIGCONT)
+            server.kill()
+        await server.wait()
+
+
 def meter(port: int, **settings) -> OpcuaMeter:
     return OpcuaMeter(**({"id": "building", "driver": "opcua", "endpoint": f"opc.tcp://127.0.0.1:{port}/bms",
                           "points": {"power_w": LOAD, "mode": MODE}, "poll_s": 0.1, "stale_after_s": 1.0}
@@ -68,11 +99,18 @@ async def following(settings: OpcuaMeter, tmp_path) -> AsyncIterator[tuple[Proce
         yield image, driver
 
 
-async def test_changes_follow_through_a_subscription_and_survive_a_restart(tmp_path):
+async def test_changes_follow_through_a_subscription_and_survive_a_restart(tmp_path, caplog):
     port = free_port()
+    caplog.set_level(logging.INFO)
+    with site_log_levels():
+        await _follow_a_restart(port, tmp_path, caplog)
+
+
+async def _follow_a_restart(port: int, tmp_path: Path, caplog) -> None:
     async with following(meter(port), tmp_path) as (image, driver):
         async with bms(port) as nodes:
             await eventually(lambda: driver.clients[0].subscribed)
+            caplog.clear()
             assert image.value("meters/building/power_w") == 12000.0
             assert image.value("meters/building/mode") == "occupied"
             source_ts = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -92,6 +130,41 @@ async def test_changes_follow_through_a_subscription_and_survive_a_restart(tmp_p
             await eventually(lambda: image.value("meters/building/power_w") == 17000.0, timeout=20)
             assert image.get("meters/building/power_w").quality == Quality.good
             await eventually(lambda: driver.clients[0].subscribed)
+            assert_one_line_for_one_lost_link(caplog)
+
+
+@pytest.mark.parametrize("subscribe", [True, False])
+async def test_a_hung_server_turns_bad_within_stale_after_s_and_comes_back(tmp_path, caplog, subscribe):
+    port, stale = free_port(), 2.0
+    caplog.set_level(logging.INFO)
+    with site_log_levels():
+        async with bms_process(port) as server, following(meter(port, subscribe=subscribe, poll_s=0.2,
+                                                                stale_after_s=stale), tmp_path) as (image, driver):  # fmt: skip
+            client = driver.clients[0]
+            await eventually(lambda: image.value("meters/building/power_w") == 12000.0, timeout=20)
+            # A quiet server: nothing changes, and the values stay good past their first deadline, kept fresh by
+            # the server's answers.
+            changes, first_deadline = client.updates, client.freshness.deadline()
+            await eventually(lambda: client.freshness.deadline() > first_deadline + stale, timeout=3 * stale)
+            assert image.get("meters/building/power_w").quality == Quality.good
+            if subscribe:
+                assert client.updates == changes
+
+            os.kill(server.pid, signal.SIGSTOP)
+            await eventually(lambda: image.get("meters/building/power_w").quality == Quality.bad, timeout=stale + 1)
+            assert image.value("meters/building/online") is False
+
+            os.kill(server.pid, signal.SIGCONT)
+            await eventually(lambda: image.get("meters/building/power_w").quality == Quality.good, timeout=20)
+            assert image.value("meters/building/online") is True and client.sessions == 2
+    assert_one_line_for_one_lost_link(caplog)
+
+
+def assert_one_line_for_one_lost_link(caplog) -> None:
+    """Ours, with the meter's name; none of asyncua's errors and tracebacks."""
+    assert len([r for r in caplog.records if "OPC UA link lost meter=building" in r.getMessage()]) == 1
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncua") and r.levelno >= logging.ERROR] == []
+    assert not any(r.exc_info for r in caplog.records)
 
 
 async def test_reading_instead_of_subscribing(tmp_path):
