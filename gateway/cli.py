@@ -500,7 +500,7 @@ def _probe_modbus(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from drivers.modbus import BusError, probe
-    from drivers.modbus.registers import MapError
+    from drivers.modbus.registers import MapError, meter_map
     from gateway.settings import ModbusRtuMeter, ModbusTcpMeter, format_errors
 
     common = {"id": "probe", "unit": args.unit, "profile": args.profile, "timeout_s": args.timeout}
@@ -515,6 +515,7 @@ def _probe_modbus(args: argparse.Namespace) -> int:
                 return 2
             meter = ModbusTcpMeter(driver="modbus", host=args.host, port=args.port, **common)
             where = f"{args.host}:{args.port}, unit {args.unit}"
+        registers = {r.name: r for r in meter_map(meter).registers}
         values = asyncio.run(probe(meter))
     except ValidationError as e:
         print("\n".join(f"evedge probe modbus: {line}" for line in format_errors(e)), file=sys.stderr)
@@ -528,9 +529,28 @@ def _probe_modbus(args: argparse.Namespace) -> int:
     print(f"{args.profile} at {where}")
     for name, (value, unit) in sorted(values.items()):
         # value None: not available (a NaN), or refused -- then `unit` says why
-        shown = "not available" if value is None else f"{value:.6g}"
+        shown = "not available" if value is None else _as_displayed(value, registers[name])
         print(f"  {name:18} {shown:>14} {unit or ''}")
     return 0
+
+
+def _as_displayed(value: float, register: Any) -> str:
+    """A value as a technician compares it with the meter's display: every digit its register carries, none
+    of the noise of binary floats, and no exponent (%g showed 123456700 Wh as 1.23457e+08)."""
+    import struct
+    from decimal import Decimal
+
+    if isinstance(value, int) or not register.scale:  # an unscaled integer register: exact
+        return str(value)
+    raw = (value - register.offset) / register.scale  # what the register holds
+    if register.type == "f32":  # the fewest digits that give the same float32 back
+        f32 = struct.Struct("f")
+        held = next(t for p in range(1, 10)
+                    if f32.unpack(f32.pack(float(t := f"{raw:.{p}g}"))) == f32.unpack(f32.pack(raw)))  # fmt: skip
+    else:  # f64: Python's shortest round trip; an integer register: the integer
+        held = repr(raw) if register.type == "f64" else str(round(raw))
+    text = f"{Decimal(held) * Decimal(repr(register.scale)) + Decimal(repr(register.offset)):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _version(choice: str, n: int) -> str:

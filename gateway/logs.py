@@ -15,8 +15,13 @@ from datetime import UTC, datetime
 
 from gateway.clock import iso
 
+# Below DEBUG, the libraries say only what matters. What goes wrong on a bus or a link our drivers report
+# themselves, once, with the meter's name; so pymodbus (an ERROR and a hex dump of the last frames on every
+# timeout) and asyncua's client (tracebacks from its publish loop, CloseSession and late answers when a server
+# goes away) keep all but CRITICAL to themselves.
 _QUIET = ("websockets", "uvicorn.error", "aiosqlite", "ocpp", "httpx", "drivers.ocpp.wire", "asyncua")
-_ERRORS_ONLY = ("pymodbus",)  # our drivers report what goes wrong on a bus, once, with the meter's name
+_DRIVERS_SPEAK = ("pymodbus", "asyncua.client")
+LIBRARY_LEVELS = dict.fromkeys(_QUIET, logging.WARNING) | dict.fromkeys(_DRIVERS_SPEAK, logging.CRITICAL)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -48,8 +53,11 @@ def setup_logging(level: str | None = None, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    if level != "DEBUG":
-        for name in _QUIET:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        for name in _ERRORS_ONLY:
-            logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_libraries(level)
+
+
+def quiet_libraries(level: str) -> None:
+    """The libraries' loggers at LIBRARY_LEVELS, unless the gateway logs at DEBUG."""
+    if level.upper() != "DEBUG":
+        for name, library_level in LIBRARY_LEVELS.items():
+            logging.getLogger(name).setLevel(library_level)

@@ -264,16 +264,33 @@ async def test_probe_reads_a_meter_once(tmp_path):
     from drivers.modbus.registers import load_profile
     from tests.integration.test_modbus import SITE, serving, sim_meter
 
-    async with serving(sim_meter(4, load_profile("janitza-umg604"), SITE)) as port:
-        code, out, err = await evedge("probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "4",
-                                      "--profile", "janitza-umg604")  # fmt: skip
+    async def probe(unit: int, profile: str, *more: str) -> tuple[int, dict[str, list[str]], str]:
+        code, out, err = await evedge("probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit",
+                                      str(unit), "--profile", profile, *more)  # fmt: skip
+        if code == 0:
+            assert out.startswith(f"{profile} at 127.0.0.1:{port}, unit {unit}\n")
+        return code, {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}, err
+
+    # A meter's display shows every digit: 12345678 Wh, not 1.23457e+07; 123456.7 kWh in an SDM630's float is
+    # 123456700 Wh, not 123456703.125 nor 1.23457e+08.
+    meters = [sim_meter(4, load_profile("janitza-umg604"), SITE),
+              sim_meter(5, load_profile("eastron-sdm630"), SITE | {"energy_import_wh": 123_456_700.0}),
+              sim_meter(6, load_profile("janitza-umg604"), SITE)]  # fmt: skip
+    meters[2].answering = False
+    async with serving(*meters) as port:
+        code, lines, err = await probe(4, "janitza-umg604")
         assert code == 0, err
-        assert f"janitza-umg604 at 127.0.0.1:{port}, unit 4" in out
-        lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
-        assert lines["power_w"] == ["-4321.5", "W"] and lines["energy_import_wh"] == ["1.23457e+07", "Wh"]
+        assert lines["power_w"] == ["-4321.5", "W"] and lines["energy_import_wh"] == ["12345678", "Wh"]
         assert lines["frequency_hz"] == ["49.98", "Hz"] and lines["current_a_l2"] == ["6.09", "A"]
-        code, _, err = await evedge("probe", "modbus", "--host", "127.0.0.1", "--port", str(port), "--unit", "9",
-                                    "--profile", "janitza-umg604", "--timeout", "0.3")  # fmt: skip
-        assert code == 1 and "unit 9" in err
+        code, lines, err = await probe(5, "eastron-sdm630")
+        assert code == 0, err
+        assert lines["energy_import_wh"] == ["123456700", "Wh"] and lines["energy_export_wh"] == ["234567", "Wh"]
+        assert lines["voltage_v_l1"] == ["230.1", "V"]
+        # A silent unit: our one line, not pymodbus's error and hex dump of the frames.
+        code, _, err = await probe(6, "janitza-umg604", "--timeout", "0.3")
+        assert code == 1 and err.splitlines() == [f"evedge probe modbus: 127.0.0.1:{port}, unit 6: unit 6 did not "
+                                                  "answer (ModbusIOException)"]  # fmt: skip
+        code, _, err = await probe(9, "janitza-umg604", "--timeout", "0.3")  # no such unit behind the gateway
+        assert code == 1 and "unit 9 refused" in err
     code, _, err = await evedge("probe", "modbus", "--host", "127.0.0.1", "--profile", "no-such-meter")
     assert code == 2 and "no profile named 'no-such-meter'" in err

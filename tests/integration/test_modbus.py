@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from drivers.modbus import ModbusDriver
 from drivers.modbus.registers import MapError, load_profile, meter_map, profile_names
+from gateway.logs import LIBRARY_LEVELS, quiet_libraries
 from gateway.points import ProcessImage, Quality
 from gateway.settings import ModbusTcpMeter, RegisterSettings
 from gateway.sim.meter import SimMeter, SimModbusServer
@@ -44,6 +46,18 @@ async def polling(*meters: ModbusTcpMeter) -> AsyncIterator[ProcessImage]:
     driver = ModbusDriver(list(meters), image)
     async with in_background(driver.run()):
         yield image
+
+
+@contextlib.contextmanager
+def site_log_levels() -> Iterator[None]:
+    """The library log levels of a gateway at INFO (gateway.logs), for the block only."""
+    saved = {name: logging.getLogger(name).level for name in LIBRARY_LEVELS}
+    quiet_libraries("INFO")
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def meter(meter_id: str, port: int, **settings) -> ModbusTcpMeter:
@@ -99,7 +113,19 @@ async def test_every_data_type_and_order_including_64_bit_counters():
     assert len(register_map.blocks) == 2  # one read per kind: the map is contiguous
 
 
-async def test_a_silent_meter_goes_bad_without_holding_up_its_neighbour():
+async def test_a_silent_meter_goes_bad_without_holding_up_its_neighbour(caplog, capfd):
+    caplog.set_level(logging.INFO)
+    with site_log_levels():
+        await _one_silent_meter()
+    # Said once, by us, with the meter's name: not an error and a hex dump from pymodbus at every timeout.
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if m.startswith("meter does not answer meter=b ")]) == 1
+    assert len([m for m in said if m.startswith("meter values stale meter=b ")]) == 1
+    assert not [r for r in caplog.records if r.name.startswith("pymodbus")]
+    assert ">>>>>" not in capfd.readouterr().err
+
+
+async def _one_silent_meter() -> None:
     sdm = load_profile("eastron-sdm630")
     healthy, silent = sim_meter(1, sdm, SITE), sim_meter(2, sdm, SITE | {"power_w": 999.0})
     async with serving(healthy, silent) as port:
