@@ -275,8 +275,10 @@ async def _start_broker(host: str, port: int, state_dir: Path) -> asyncio.subpro
     state_dir.mkdir(parents=True, exist_ok=True)
     config = state_dir / "mosquitto.conf"
     config.write_text(f"listener {port} {host}\nallow_anonymous true\n")
+    # In a session of its own: Ctrl-C reaches the terminal's whole process group, and a broker gone at the same
+    # moment cuts the gateway's goodbye short; the demo stops it once the gateway has stopped.
     process = await asyncio.create_subprocess_exec(binary, "-c", str(config), stdout=asyncio.subprocess.DEVNULL,
-                                                   stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+                                                   stderr=asyncio.subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     for _ in range(100):
         if _listening(host, port) or process.returncode is not None:
             break

@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,12 +21,14 @@ from tests.conftest import ROOT, connected, eventually, free_port, running_gatew
 
 
 @contextlib.asynccontextmanager
-async def evedge_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`evedge ARGS` running beside the test, stdout piped; killed if the test leaves it running."""
+async def evedge_process(*args: str, log: Path | None = None) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`evedge ARGS` running beside the test, stdout piped, its log into `log`; killed if the test leaves it
+    running. It leads a process group of its own, as a command typed in a terminal does."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("EVEDGE_")}
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", *args, cwd=ROOT, env=environ,
-                                                   stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.DEVNULL)  # fmt: skip
+    with open(log or os.devnull, "wb") as stderr:
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", *args, cwd=ROOT,
+                                                       env=environ, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+                                                       start_new_session=True)  # fmt: skip
     try:
         yield process
     finally:
@@ -164,9 +167,10 @@ async def test_send_reaches_the_charger_and_is_audited(tmp_path):
 
 async def test_demo_shows_sessions_within_a_minute(tmp_path):
     ocpp_port, web_port, meter_port, mqtt_port, opcua_port = (free_port() for _ in range(5))
+    log = tmp_path / "demo.log"
     async with evedge_process("demo", "--state-dir", str(tmp_path / "demo"), "--ocpp-port", str(ocpp_port),
                               "--web-port", str(web_port), "--meter-port", str(meter_port), "--mqtt-port",
-                              str(mqtt_port), "--opcua-port", str(opcua_port)) as process:  # fmt: skip
+                              str(mqtt_port), "--opcua-port", str(opcua_port), log=log) as process:  # fmt: skip
         banner = ""
         while "Admin token" not in banner:
             line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -190,8 +194,10 @@ async def test_demo_shows_sessions_within_a_minute(tmp_path):
         async with httpx.AsyncClient() as api:  # every bridge is on: the demo brought its own broker
             health = (await api.get(f"http://127.0.0.1:{web_port}/api/v1/health")).json()
         assert health["parts"]["mqtt"]["status"] == "ok" and health["parts"]["outbox"]["status"] == "ok"
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in its terminal: the demo's whole process group hears it
         assert await asyncio.wait_for(process.wait(), 30) == 0
+    text = log.read_text()
+    assert "gateway.app stopping" in text and "ERROR" not in text and "Traceback" not in text, text[-3000:]
     with pytest.raises(OSError):  # and took it away again
         socket.create_connection(("127.0.0.1", mqtt_port), timeout=1).close()
 
