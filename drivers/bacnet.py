@@ -42,7 +42,8 @@ from gateway.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 60.0
+COV_RETRY_MAX_S = 60.0  # a device that answers reads but refuses a subscription is asked again at most this often
+
 # Failures of a read or a subscription: the device's own refusals, and no answer at all.
 FAILURES = (ErrorRejectAbortNack, TimeoutError, OSError)
 # BACnet engineering units as a site writes them; the others keep their BACnet name (cubic-feet-per-minute).
@@ -135,7 +136,8 @@ class BacnetDevice:
 
     def _interval(self) -> float:
         if self.failures:
-            return min(self.meter.poll_s * 2 ** (self.failures - 1), MAX_BACKOFF_S)
+            longest = max(self.meter.max_backoff_s, self.meter.poll_s)
+            return min(self.meter.poll_s * 2 ** (self.failures - 1), longest)
         if self.following == set(self.objects):
             # Every point is followed by COV: reading only checks the device is still there.
             return max(self.meter.poll_s, self.meter.stale_after_s / 2)
@@ -211,7 +213,7 @@ class BacnetDevice:
             finally:
                 self.following.discard(name)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
+            delay = min(delay * 2, COV_RETRY_MAX_S)
 
     async def _changes(self, name: str, subscription: Any) -> None:
         """Notifications until the subscription fails to renew or the device comes back from silence (its

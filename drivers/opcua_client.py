@@ -36,7 +36,6 @@ from gateway.tasks import first_to_end, raise_if_cancelled
 log = logging.getLogger(__name__)
 
 APP_URI = "urn:evedge:client"
-MAX_BACKOFF_S = 30.0
 HEALTHY_SESSION_S = 10.0
 _POLICIES = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
@@ -85,7 +84,7 @@ class OpcuaMeterClient:
             if loop.time() - began > max(self.meter.stale_after_s, HEALTHY_SESSION_S):
                 delay = min(self.meter.poll_s, 1.0)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
+            delay = min(delay * 2, self.meter.max_backoff_s)
 
     async def _session(self) -> None:
         """One connection, until it is lost. Its values turn bad before the goodbye: a CloseSession to a hung

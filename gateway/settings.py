@@ -305,6 +305,9 @@ class _Meter(Section):
     id: Identifier = Field(description="Meter id: meters/{id}/... in the process image")
     poll_s: float = Field(1.0, gt=0, le=3600, description="Seconds between reads (OPC UA: publishing interval)")
     stale_after_s: float = Field(5.0, gt=0, description="Values turn bad when the meter has not answered this long")
+    max_backoff_s: float = Field(
+        5.0, gt=0, description="Longest wait between retries of a meter that does not answer (it is back within that)"
+    )
 
     @model_validator(mode="after")
     def _stale_after_a_poll(self) -> _Meter:
@@ -324,9 +327,6 @@ class _ModbusMeter(_Meter):
     word_order: ByteOrder = Field("big", description="Default word order of the inline registers")
     max_gap: int = Field(0, ge=0, le=100, description="Unused registers one request may read across (inline map)")
     timeout_s: float = Field(1.0, gt=0, le=30, description="How long to wait for an answer")
-    max_backoff_s: float = Field(
-        5.0, gt=0, description="Longest wait between retries of a meter that does not answer (it is back within that)"
-    )
 
     @model_validator(mode="after")
     def _some_registers(self) -> _ModbusMeter:

@@ -30,7 +30,8 @@ async def device(port: int) -> AsyncIterator[BacnetTestPeer]:
 @contextlib.asynccontextmanager
 async def reading(device_port: int, **settings) -> AsyncIterator[tuple[ProcessImage, BacnetDriver]]:
     meter = BacnetMeter(**({"id": "hvac", "driver": "bacnet", "address": f"127.0.0.1:{device_port}",
-                            "points": POINTS, "poll_s": 0.2, "stale_after_s": 2.0} | settings))  # fmt: skip
+                            "points": POINTS, "poll_s": 0.2, "stale_after_s": 2.0,
+                            "max_backoff_s": 0.5} | settings))  # fmt: skip
     stack = BacnetSettings(address=f"127.0.0.1/24:{free_udp_port()}", apdu_timeout_s=0.3, retries=0)
     image = ProcessImage()
     driver = BacnetDriver(stack, [meter], image)
@@ -107,7 +108,3 @@ def following(driver: BacnetDriver) -> bool:
     """Every point followed by a COV subscription (the driver makes its devices once it runs)."""
     return bool(driver.devices) and driver.devices[0].following == set(POINTS)
 
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch):
-    monkeypatch.setattr("drivers.bacnet.MAX_BACKOFF_S", 0.5)

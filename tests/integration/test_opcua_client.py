@@ -87,7 +87,8 @@ async def bms_process(port: int) -> AsyncIterator[asyncio.subprocess.Process]:
 
 def meter(port: int, **settings) -> OpcuaMeter:
     return OpcuaMeter(**({"id": "building", "driver": "opcua", "endpoint": f"opc.tcp://127.0.0.1:{port}/bms",
-                          "points": {"power_w": LOAD, "mode": MODE}, "poll_s": 0.1, "stale_after_s": 1.0}
+                          "points": {"power_w": LOAD, "mode": MODE}, "poll_s": 0.1, "stale_after_s": 1.0,
+                          "max_backoff_s": 0.5}
                          | settings))  # fmt: skip
 
 
@@ -214,9 +215,5 @@ def test_bad_node_ids_and_clear_text_passwords_are_config_errors():
     assert problems[1] == "meters.building.password: would travel in clear without a security_policy"
     assert len(problems) == 2
 
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch):
-    monkeypatch.setattr("drivers.opcua_client.MAX_BACKOFF_S", 0.5)
 
 
