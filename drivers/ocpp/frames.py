@@ -92,6 +92,15 @@ def error_code(code: str, version: str) -> str:
     return (_DIALECT_16 if version == V16 else _DIALECT_201).get(code, code)
 
 
+def schema_error_code(code: str, cause: str, version: str) -> str:
+    """The code for a payload that breaks the schema. The ``ocpp`` library answers a missing required field with
+    ProtocolError, which is 1.6's "payload is incomplete"; 2.0.1 gives ProtocolError to a frame that does not
+    follow the PDU structure and calls a field that must occur and does not an OccurrenceConstraintViolation."""
+    if version == V201 and code == "ProtocolError" and "is a required property" in cause:
+        return "OccurrenceConstraintViolation"
+    return code
+
+
 def call_error(unique_id: str, code: str, description: str, version: str, details: dict | None = None) -> str:
     return json.dumps(
         [4, unique_id, error_code(code, version), description[:MAX_DESCRIPTION], details or {}],

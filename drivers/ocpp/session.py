@@ -155,8 +155,9 @@ class Session(ChargePoint, abc.ABC):
             await self._handle_call(ocpp.messages.Call(call.unique_id, call.action, call.payload))
         except OCPPError as e:
             cause = (e.details or {}).get("cause") if isinstance(e.details, dict) else None
-            self.warn("invalid %s: %s %r", call.action, e.code, str(cause)[:MAX_LOGGED])
-            await self._send(frames.call_error(call.unique_id, e.code, str(cause or e.description), self.version))
+            code = frames.schema_error_code(e.code, str(cause), self.version)
+            self.warn("invalid %s: %s %r", call.action, code, str(cause)[:MAX_LOGGED])
+            await self._send(frames.call_error(call.unique_id, code, str(cause or e.description), self.version))
         finally:
             self.current = None
 

@@ -49,7 +49,7 @@ SCHEMA_CASES = {
         ('[2, "s5", "ReserveNow", {}]', "s5", "NotSupported"),
     ],
     "2.0.1": [
-        ('[2, "s1", "BootNotification", {}]', "s1", "ProtocolError"),
+        ('[2, "s1", "BootNotification", {}]', "s1", "OccurrenceConstraintViolation"),  # 1.6: "incomplete"
         ('[2, "s2", "BootNotification", {"reason": "PowerUp", "chargingStation": {"model": 5, "vendorName": "V"}}]',
          "s2", "TypeConstraintViolation"),
         ('[2, "s3", "StatusNotification", {"timestamp": "2026-01-01T00:00:00Z", "connectorStatus": "Dancing", '

@@ -349,7 +349,7 @@ GOOD = {"component": {"name": "GoodCtrlr"}, "variable": {"name": "Enabled"}, "va
     ({**REPORT, "seqNo": -1, "reportData": [GOOD]}, "PropertyConstraintViolation"),
     ({**REPORT, "generatedAt": "yesterday", "reportData": [GOOD]}, "PropertyConstraintViolation"),
     ({**REPORT, "reportData": [{"component": {"name": "GoodCtrlr"}, "variable": {"name": "Enabled"}}]},
-     "ProtocolError"),
+     "OccurrenceConstraintViolation"),
     ({**REPORT, "reportData": [{**GOOD, "variableAttribute": [{"type": "Sometimes"}]}]}, "FormatViolation"),
     ({**REPORT, "reportData": [{**GOOD, "component": {"name": "x" * 51}}]}, "TypeConstraintViolation"),
 ])  # fmt: skip
