@@ -143,6 +143,26 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    # faulthandler (pyproject) shows threads only: a test stuck on an await shows every task's stack first.
+    dump = asyncio.get_running_loop().call_later(STUCK_S, _dump_tasks)
+    try:
+        async with _running_gateway(settings) as gateway:
+            yield gateway
+    finally:
+        dump.cancel()
+
+
+STUCK_S = 100.0  # under faulthandler_timeout
+
+
+def _dump_tasks() -> None:
+    print(f"\n-- a test has run {STUCK_S:g} s: every task's stack --", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=sys.stderr)
+
+
+@contextlib.asynccontextmanager
+async def _running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     app = App(settings)
     task = asyncio.create_task(app.run())
     started = asyncio.create_task(app.started.wait())
