@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from gateway.clock import iso, utcnow
 from gateway.sim import certificates, profiles
 from gateway.sim.ev import Ev, random_ev
+from gateway.tasks import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ class SimCharger(abc.ABC):
             finally:
                 self.connected.clear()
                 self._cp = None
+            raise_if_cancelled()  # stopped while a library call swallowed it: do not reconnect
             await asyncio.sleep(delay * self.rng.uniform(0.8, 1.2))
             delay = min(delay * 2, self._reconnect[1])
 
@@ -226,9 +228,11 @@ class SimCharger(abc.ABC):
         if cp is None:
             raise Offline(self.spec.id)
         try:
-            return await cp.call(payload, suppress=False, skip_schema_validation=not check)
+            answer = await cp.call(payload, suppress=False, skip_schema_validation=not check)
         except (ConnectionClosed, TimeoutError) as e:
             raise Offline(self.spec.id) from e
+        raise_if_cancelled()  # the library waits with wait_for, which on Python 3.11 can swallow a cancellation
+        return answer
 
     async def call_durable(self, payload: Any) -> Any:
         """A transaction message: sent now when the link is up, else kept in order for the next connection."""
