@@ -58,11 +58,10 @@ class PolledMeter:
     failures: int = 0
     reads: int = 0  # requests answered, for benchmarks
     points: list[str] = field(default_factory=list)
-    freshness: Freshness = field(init=False)
+    freshness: Freshness = field(init=False)  # on its poller's clock, given by the poller
 
     def __post_init__(self) -> None:
         self.points = [f"meters/{self.id}/{r.name}" for b in self.blocks for r in b.registers]
-        self.freshness = Freshness(self.stale_after_s)
 
     @property
     def stale(self) -> bool:
