@@ -1,5 +1,9 @@
 """The process image: the latest value of every live point, with its timestamp and quality.
 
+Two times per point: ``ts``, when the value was true as its source says (a charger's MeterValue timestamp, an
+OPC UA SourceTimestamp; what the API, MQTT and OPC UA show), and ``received``, when the gateway took it, on the
+gateway's own clock (what freshness and "has it settled since" are judged by: a charger's clock is not ours).
+
 Point names are paths in the site's words: ``chargers/CP01/online``, ``chargers/CP01/evse/1/power_w``,
 ``meters/grid/power_w``, ``site/limit_w``. The last segment says what the value is; ``SCHEMA`` gives its
 type and unit, so bridges derive OPC UA nodes and MQTT payloads from names, never from hand-written lists.
@@ -29,8 +33,9 @@ class Quality(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Point:
     value: Any
-    ts: datetime
+    ts: datetime  # as the source says
     quality: Quality = Quality.good
+    received: datetime | None = None  # on the gateway's clock; the image always fills it in
 
     def as_json(self) -> dict[str, Any]:
         return {"value": self.value, "ts": iso(self.ts), "quality": str(self.quality)}
@@ -79,6 +84,19 @@ SCHEMA: dict[str, Kind] = {
     "external_limit_w": Kind(float, "W", "Limit an outside source put on the charger or EVSE, as the charger "
                              "reports it (OCPP 2.0.1 NotifyChargingLimit); none once cleared"),
     "external_limit_source": Kind(str, None, "Who set that limit: EMS, SO (system operator), CSO or Other"),
+    "registration": Kind(int, None, "The charger's present registration: a new number at each accepted boot or "
+                         "reconnect, 0 while it is not connected"),
+    "control": Kind(str, None, "How the load cap steers the charger: evse (a limit per EVSE), each_evse (one limit "
+                    "for every EVSE alike), charger (one limit for the charger as a whole), none (it refused every "
+                    "charging profile: its rating is counted as load the gateway cannot steer)"),
+    "controllable": Kind(bool, None, "The load cap can steer the charger (its control is not none)"),
+    "baseline_w": Kind(float, "W", "The maximum the charger holds for good, should the gateway fail (its baseline "
+                       "profile); none until it accepted one"),
+    "excess_w": Kind(float, "W", "By how much the grid import exceeds the site limit (0 when under)"),
+    "completion_time": Kind(str, None, "When the EV will have the energy it needs at its present limit (ISO 8601 "
+                            "UTC)"),
+    "misses_departure": Kind(bool, None, "At its present limit the EV will not have the energy it needs by the "
+                             "departure it said"),
     "queued": Kind(int, None, "Durable messages waiting for their receiver"),
     "queued_bytes": Kind(int, "B", "Their size (payload bytes)"),
     "dropped": Kind(int, None, "Telemetry messages dropped to keep the disk budget (since the store was made)"),
@@ -155,10 +173,13 @@ class ProcessImage:
 
     def set(self, name: str, value: Any, ts: datetime | None = None, quality: Quality = Quality.good) -> bool:
         """Record a value; returns True (and tells the feeds) when value or quality changed."""
+        received = self._clock()
+        return self._put(name, Point(value, ts or received, quality, received))
+
+    def _put(self, name: str, point: Point) -> bool:
         old = self._points.get(name)
-        point = Point(value, ts or self._clock(), quality)
         self._points[name] = point
-        if old is not None and old.value == value and old.quality == quality:
+        if old is not None and old.value == point.value and old.quality == point.quality:
             return False
         for feed in self._feeds:
             if name.startswith(feed.prefix):
@@ -175,11 +196,11 @@ class ProcessImage:
         self.mark_points([name for name, _ in self.items(prefix)], quality)
 
     def mark_points(self, names: Iterable[str], quality: Quality) -> None:
-        """Set the quality of these points, keeping their values and timestamps."""
+        """Set the quality of these points, keeping their values and timestamps (both)."""
         for name in names:
             point = self._points.get(name)
             if point is not None and point.quality != quality:
-                self.set(name, point.value, point.ts, quality)
+                self._put(name, Point(point.value, point.ts, quality, point.received))
 
     def get(self, name: str) -> Point | None:
         return self._points.get(name)

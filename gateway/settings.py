@@ -181,6 +181,11 @@ class OcppSettings(Section):
         20.0, gt=0, description="Messages per second read from one charger; faster ones wait (TCP backpressure)"
     )
     rate_limit_burst: int = Field(200, ge=1, description="Messages a charger may send at once before the rate applies")
+    registration_wait_s: float = Field(
+        10.0, gt=0, le=600, description="Nothing is sent to a charger before its BootNotification is accepted or it "
+        "sends something else; one that booted here before and reconnects in silence is taken as registered after "
+        "this"
+    )
 
     @field_validator("tls_listen")
     @classmethod
@@ -245,6 +250,10 @@ class GroupSettings(Section):
     parent: Identifier | None = Field(None, description="The group this circuit hangs from (its limit holds too)")
 
 
+Control = Literal["auto", "evse", "each_evse", "charger", "none"]
+RateUnit = Literal["auto", "A", "W"]
+
+
 class ChargerSettings(Section):
     id: ChargerIdentifier = Field(description="Charge point id, as in ws://HOST:PORT/ocpp/{id} (not 'site')")
     password: ChargerPassword | None = Field(
@@ -262,6 +271,10 @@ class ChargerSettings(Section):
     )
     meter: Identifier | None = Field(None, description="A meter that measures the whole charger (its power "
                                      "counts instead of the charger's own MeterValues)")
+    control: Control | None = Field(None, description="How the load cap steers this charger, as for its model "
+                                    "([[charger_models]] control); default: its model's, else auto")
+    rate_unit: RateUnit | None = Field(None, description="Unit of its charging profiles (auto, A or W); default: "
+                                       "its model's, else auto")
     evse_meters: dict[str, Identifier] = Field(
         default_factory=dict, description='Meters that measure single EVSEs: { "1" = "meter-id", ... }'
     )
@@ -486,6 +499,12 @@ class ChargerModelSettings(Section):
     tolerate: list[str] = Field(
         default_factory=list, description="Actions whose schema violations from this model are logged and accepted"
     )
+    control: Control = Field(
+        "auto", description="How the load cap steers this model: auto (the finest way it accepts, learnt from "
+        "what it refuses), evse (a TxProfile per session), each_evse (one TxDefaultProfile on connector 0), "
+        "charger (its ChargePointMax/ChargingStationMax profile), none (not at all: its rating counts as fixed load)"
+    )
+    rate_unit: RateUnit = Field("auto", description="Unit of its charging profiles: auto (as it says it takes), A or W")
 
     @model_validator(mode="after")
     def _known_actions(self) -> ChargerModelSettings:

@@ -7,9 +7,13 @@ Four profiles a charger holds, each with a fixed id so that a new one replaces t
   while its sessions are steered -- it lifts the baseline as long as the gateway is there to steer;
 - default: TxDefaultProfile on the charger as a whole (connector / EVSE 0), stack 0 -- what a session starts
   with, the minimum current, until the load cap speaks (the launch reserve);
-- dynamic: the load cap's limit, one stack level higher, valid for a short while and renewed; a TxProfile on
-  the session running on the EVSE (it ends with the session, so the next one starts on the default), else a
-  TxDefaultProfile on the EVSE.
+- dynamic: the load cap's limit, one stack level higher, valid for a short while and renewed. How it is spelled
+  depends on how the charger can be steered (its *control*, learnt from what it refuses, see
+  :mod:`drivers.ocpp.steering`):
+  - evse: a TxProfile on the session running on the EVSE (it ends with the session, so the next one starts on
+    the default), else a TxDefaultProfile on the EVSE;
+  - each_evse: a TxDefaultProfile on connector / EVSE 0 -- the same limit for every EVSE;
+  - charger: the charger's maximum (the ceiling's profile, replaced) -- one limit for all its EVSEs together.
 When the short-lived ones lapse, the default holds under the baseline.
 A limit is never rounded up: 1.6 and 2.0.1 currents to the tenth of an ampere, powers to the watt, down.
 """
@@ -27,6 +31,7 @@ from gateway.clock import iso
 PROFILE_ID = {"baseline": 1000, "default": 1001, "ceiling": 1002}
 CHARGER_WIDE = ("baseline", "ceiling", "default")  # on connector / EVSE 0
 DYNAMIC_ID = 2000  # + EVSE number
+CONTROLS = ("evse", "each_evse", "charger")  # how a charger's sessions can be steered, finest first
 
 
 @dataclass(frozen=True)
@@ -66,24 +71,20 @@ def limit_in(unit: str, limit_w: float, phases: int, voltage_v: float) -> float:
 
 def profile_request(version: str, purpose: str, evse: int, limit_w: float, phases: int, voltage_v: float,
                     caps: Capabilities, now: datetime, valid_s: int | None = None,
-                    transaction_id: int | str | None = None) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    """The SetChargingProfile request (action, payload) for a limit."""
-    unit = caps.unit
-    limit = limit_in(unit, limit_w, phases, voltage_v)
-    period: dict[str, Any] = {"startPeriod": 0, "limit": limit}
+                    transaction_id: int | str | None = None, control: str = "evse",
+                    unit: str | None = None) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """The SetChargingProfile request (action, payload) for a limit; `unit` (A or W) instead of the charger's
+    preferred one, `control` for a dynamic limit (module docstring)."""
+    unit = unit or caps.unit
+    period: dict[str, Any] = {"startPeriod": 0, "limit": limit_in(unit, limit_w, phases, voltage_v)}
     if unit == "A":
         period["numberPhases"] = phases
-    if purpose == "ceiling" and caps.max_stack_level < 1:
-        raise ValueError("it takes stack level 0 only: nothing can lift its baseline")
-    stack = 0 if purpose in ("baseline", "default") else min(1, caps.max_stack_level)
-    profile_id = PROFILE_ID.get(purpose, DYNAMIC_ID + evse)
-    target = 0 if purpose in CHARGER_WIDE else evse
+    kind, stack, profile_id, target = _placed(purpose, control, evse, transaction_id is not None, caps)
+    if kind != "TxProfile":
+        transaction_id = None
+    if kind == "ChargePointMaxProfile" and version != V16:
+        kind = "ChargingStationMaxProfile"
     start = iso(now)
-    valid_to = iso(now + timedelta(seconds=valid_s)) if valid_s else None
-    if purpose in ("baseline", "ceiling"):
-        kind = "ChargePointMaxProfile" if version == V16 else "ChargingStationMaxProfile"
-    else:
-        kind = "TxProfile" if transaction_id is not None else "TxDefaultProfile"
     schedule = {"startSchedule": start, "chargingRateUnit": unit, "chargingSchedulePeriod": [period]}
     if version == V16:
         profile: dict[str, Any] = {"chargingProfileId": profile_id, "stackLevel": stack,
@@ -94,11 +95,29 @@ def profile_request(version: str, purpose: str, evse: int, limit_w: float, phase
                    "chargingProfileKind": "Absolute", "chargingSchedule": [{"id": profile_id, **schedule}]}
     if transaction_id is not None:
         profile["transactionId"] = int(transaction_id) if version == V16 else str(transaction_id)
-    if valid_to:
-        profile["validFrom"], profile["validTo"] = start, valid_to
+    if valid_s:
+        profile["validFrom"], profile["validTo"] = start, iso(now + timedelta(seconds=valid_s))
     if version == V16:
         return "SetChargingProfile", {"connectorId": target, "csChargingProfiles": profile}
     return "SetChargingProfile", {"evseId": target, "chargingProfile": profile}
+
+
+def _placed(purpose: str, control: str, evse: int, in_transaction: bool,
+            caps: Capabilities) -> tuple[str, int, int, int]:  # fmt: skip
+    """(purpose as 1.6 names it, stack level, profile id, connector / EVSE) of a limit."""
+    lifted = min(1, caps.max_stack_level)
+    if purpose == "dynamic" and control != "evse":
+        if evse != 0:
+            raise ValueError(f"a charger steered as a whole ({control}) takes its limit on EVSE 0, not {evse}")
+        purpose = "ceiling" if control == "charger" else "dynamic"
+    if purpose == "ceiling" and caps.max_stack_level < 1:
+        raise ValueError("it takes stack level 0 only: nothing can lift its baseline")
+    if purpose in ("baseline", "ceiling"):
+        return "ChargePointMaxProfile", 0 if purpose == "baseline" else lifted, PROFILE_ID[purpose], 0
+    if purpose == "default":
+        return "TxDefaultProfile", 0, PROFILE_ID[purpose], 0
+    kind = "TxProfile" if in_transaction and evse else "TxDefaultProfile"
+    return kind, lifted, DYNAMIC_ID + evse, evse
 
 
 def _int(value: Any, default: int) -> int:

@@ -8,9 +8,10 @@ is on disk.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ocpp.exceptions import PropertyConstraintViolationError
@@ -26,6 +27,8 @@ from gateway.store import Sample, Store, Transaction
 log = logging.getLogger(__name__)
 
 RESERVATION_CHECK_S = 2.0  # how late the gateway may notice that a reservation expired
+LIVE_WINDOW_S = 120.0  # a meter value older than this when it arrives is history: recorded, not shown live
+_registrations = itertools.count(1)
 
 
 def _check(evse: int, connector: int | None, charger_level: bool = True) -> None:
@@ -49,6 +52,8 @@ class Recorder:
         self.site = site
         self.image = image
         self.store = store
+        self._shown: dict[tuple[Any, ...], datetime] = {}  # the source time of what is shown, per EVSE and kind
+        self._late: set[tuple[Any, ...]] = set()  # EVSEs whose last samples were too old to show (said once)
         policy = authorization or AuthorizationSettings()
         self.accept_unknown_badges = policy.unknown_badges == "accept"
         self.cache_badges = policy.cache_days > 0
@@ -67,9 +72,16 @@ class Recorder:
         log.info("charger connected charger=%s version=%s remote=%s", charger_id, version, remote)
         return running
 
+    def registered(self, charger_id: str) -> None:
+        """The charger may be sent requests now (its boot accepted, or it spoke first on a reconnect): a new
+        registration number, which tells the load cap to prepare it afresh."""
+        self.image.set(charger_point(charger_id, "registration"), next(_registrations))
+        log.info("charger registered charger=%s", charger_id)
+
     async def disconnected(self, charger_id: str) -> None:
         now = utcnow()
-        self.image.set(charger_point(charger_id, "online"), False, now)
+        self.image.update({charger_point(charger_id, "online"): False, charger_point(charger_id, "registration"): 0},
+                          now)  # fmt: skip
         # The last values stay visible, but nobody vouches for them any more -- except what a meter measures.
         prefix = f"chargers/{charger_id}/evse/"
         self.image.mark_points([n for n, _ in self.image.items(prefix) if not self._metered(charger_id, n)],
@@ -87,6 +99,10 @@ class Recorder:
         ts = ts or utcnow()
         _check(evse, connector)
         await self.store.chargers.status(charger_id, evse, connector, status, error_code, info, ts)
+        if not self._newest(("status", charger_id, evse, connector), ts):
+            log.info("a status older than the one shown is recorded only charger=%s evse=%d status=%s ts=%s",
+                     charger_id, evse, status, iso(ts))  # fmt: skip
+            return
         if evse == 0:
             self.image.set(charger_point(charger_id, "status"), status, ts)
             self.image.set(charger_point(charger_id, "error_code"), error_code or "NoError", ts)
@@ -167,8 +183,11 @@ class Recorder:
         log.info("transaction started charger=%s evse=%s id=%s id_tag=%s", charger_id, evse, tx.id, id_tag)
         return tx
 
-    async def meter_values(self, charger_id: str, evse: int, tx: Transaction | None,
-                           values: list[MeterValue]) -> None:  # fmt: skip
+    async def meter_values(self, charger_id: str, evse: int, tx: Transaction | None, values: list[MeterValue],
+                           live: bool = True) -> None:  # fmt: skip
+        """Samples go to the records; the newest is shown live unless it is history: taken while the charger was
+        offline (`live` False: 2.0.1 says so), older than LIVE_WINDOW_S (a 1.6 charger replaying its buffer), or
+        older than what is shown already."""
         if not values:
             return
         _check(evse, None)
@@ -178,7 +197,26 @@ class Recorder:
         ]
         await self.store.transactions.record_meter_values(charger_id, evse, tx.id if tx else None, samples)
         latest = max(zip(values, readings, strict=True), key=lambda pair: pair[0].ts)
-        self._show_reading(charger_id, evse, latest[1], latest[0].ts, tx)
+        if live and self._newest(("meter", charger_id, evse), latest[0].ts, window=True):
+            self._show_reading(charger_id, evse, latest[1], latest[0].ts, tx)
+
+    def _newest(self, key: tuple[Any, ...], ts: datetime, window: bool = False) -> bool:
+        """Whether a value of this time may replace what is shown for `key`: not older than it (by the source's
+        clock, capped at ours: a clock running ahead must not hold back what comes after) and, with `window`,
+        not older than LIVE_WINDOW_S by ours."""
+        now = utcnow()
+        if window and ts < now - timedelta(seconds=LIVE_WINDOW_S):
+            if key not in self._late:
+                self._late.add(key)
+                log.info("meter values older than %g s are recorded, not shown live (history, or a clock behind) "
+                         "charger=%s evse=%s ts=%s", LIVE_WINDOW_S, key[1], key[2], iso(ts))  # fmt: skip
+            return False
+        self._late.discard(key)
+        ts = min(ts, now)
+        if ts < self._shown.get(key, ts):
+            return False
+        self._shown[key] = ts
+        return True
 
     async def identified(self, tx: Transaction, id_tag: str) -> None:
         """The badge of a session became known after it started (2.0.1: plug in first, badge later)."""

@@ -28,7 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from drivers.ocpp.frames import SUBPROTOCOLS, V16
-from drivers.ocpp.profiles import profile_request
+from drivers.ocpp.steering import Refusals, Steering
 from drivers.ocpp.recorder import Recorder
 from drivers.ocpp.session import Links, Session
 from drivers.ocpp.tls import SitePki, client_certificate, common_name
@@ -79,6 +79,7 @@ class OcppServer:
         self._failures = FailureLimiter(FAILURES_PER_WINDOW, FAILURE_WINDOW_S)
         self._listed: OrderedDict[str, float] = OrderedDict()  # refused id -> when it was last written down
         self._closing: set[asyncio.Task[None]] = set()
+        self._refusals: dict[tuple[str, str], Refusals] = {}  # what each charger model refused (steering)
         self.links = Links()  # the composition root adds the web port once the web server has bound it
 
     def register(self, commands: Commands) -> None:
@@ -217,12 +218,18 @@ class OcppServer:
             await ws.close(1002, "no OCPP subprotocol in common: ocpp1.6, ocpp2.0.1")
             return
         session = (Session16 if version == V16 else Session201)(charger_id, ws, self.recorder, self.settings, self.links)
+        session.steering = Steering(session, self.voltage_v, self._refusals, self.chargers.get(charger_id),
+                                    self.links.charger_models)  # fmt: skip
         lock = self._locks.setdefault(charger_id, asyncio.Lock())
         async with lock:
             old = self.sessions.get(charger_id)
             if old is not None:
+                # The old link is often dead already (that is why the charger came back): it is closed in the
+                # background, but it ends here -- its requests fail, and what a departure does is done now.
                 log.info("charger reconnected, replacing its old connection charger=%s", charger_id)
                 self._close_in_background(old)
+                old.lanes.fail_all(CommandError("offline", f"{charger_id} replaced its connection"))
+                await self.recorder.disconnected(charger_id)
             self.sessions[charger_id] = session
             for tx in await self.recorder.connected(charger_id, version, _remote(ws)):
                 session.started(tx)
@@ -235,8 +242,6 @@ class OcppServer:
                     await self.recorder.disconnected(charger_id)
 
     def _close_in_background(self, session: Session) -> None:
-        # The old link is often dead already (that is why the charger came back): do not make the new one
-        # wait for its closing handshake.
         task = asyncio.create_task(session.ws.close(1000, "replaced by a new connection"))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -263,20 +268,8 @@ class OcppServer:
         return handle
 
     async def _set_limit(self, cmd: SetChargingLimit) -> dict[str, Any]:
-        """A limit as the charging profile this charger understands (its version, unit and stack levels)."""
-        session = self.session(cmd.charger_id)
-        caps = await session.capabilities()
-        running = session.running.get(cmd.evse) if cmd.purpose == "dynamic" else None
-        tx_id = None if running is None else (running.id if session.version == V16 else running.ocpp_id)
-        try:
-            action, payload = profile_request(session.version, cmd.purpose, cmd.evse, cmd.limit_w, cmd.phases,
-                                              self.voltage_v, caps, utcnow(), cmd.valid_s, tx_id)  # fmt: skip
-        except ValueError as e:
-            raise CommandError("unsupported", f"{cmd.charger_id}: {e}") from None
-        answer = await session.request(action, payload)
-        if answer.get("status") != "Accepted":
-            raise CommandError("rejected", f"{cmd.charger_id} refused the {cmd.purpose} limit", answer)
-        return answer
+        """A limit as the charging profile this charger takes (drivers/ocpp/steering.py)."""
+        return await self.session(cmd.charger_id).steering.apply(cmd)
 
     async def _remote_stop(self, cmd: RemoteStop) -> dict[str, Any]:
         session = self.session(cmd.charger_id)

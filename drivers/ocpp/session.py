@@ -27,6 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from drivers.ocpp import frames
+from drivers.ocpp.lanes import Lanes, Waiting
 from drivers.ocpp.profiles import Capabilities
 from drivers.ocpp.recorder import MeterValue, Recorder
 from gateway.store import Transaction
@@ -75,9 +76,12 @@ class Session(ChargePoint, abc.ABC):
         # so that the messages of a session never need a store read to find it.
         self.running: dict[int, Transaction] = {}
         self._handled = frozenset(self.route_map)
-        self._requests: asyncio.Queue[tuple[str, dict[str, Any], asyncio.Future[dict[str, Any]]]] = asyncio.Queue(
-            settings.queue_size
-        )
+        self.lanes = Lanes(settings.queue_size)
+        # Registered: its BootNotification answered Accepted on this connection, or it sent something else (a
+        # charger does so only once it counts itself accepted). Nothing is sent to it before (OCPP 1.6 4.2,
+        # 2.0.1 B01-B02: strict chargers refuse, or ignore, any request before their boot is accepted).
+        self.registered = asyncio.Event()
+        self._boot_accepted = False  # set by the BootNotification handler, made effective once its answer is sent
         self._outstanding: tuple[str, asyncio.Future[frames.CallResult | frames.CallError]] | None = None
         # What one charger can make us do: read its frames no faster than this, log its faults no more than this.
         self._capabilities: Capabilities | None = None
@@ -86,16 +90,21 @@ class Session(ChargePoint, abc.ABC):
         self._warnings = TokenBucket(WARNINGS_PER_S, WARNINGS_BURST)
         self._suppressed = 0
         self.tolerated: frozenset[str] = frozenset()  # actions whose schema violations this model is forgiven
+        self.model_key: tuple[str, str] | None = None  # (vendor, model), once it said (or the store knows)
+        self.steering: Any = None  # drivers.ocpp.steering.Steering, given by the server
 
     # -- receiving ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve the connection until it closes."""
         sender = asyncio.create_task(self._send_requests(), name=f"ocpp-requests-{self.id}")
+        quiet = None
         try:
-            if self.links.charger_models:
-                known = (await self.recorder.store.chargers.info(self.id)).get(self.id, {})
-                self.tolerate(known.get("vendor"), known.get("model"))
+            known = (await self.recorder.store.chargers.info(self.id)).get(self.id, {})
+            if known.get("model") and self.model_key is None:  # until it boots: what it said last time
+                self.identify(known.get("vendor"), known.get("model"))
+            if known.get("last_boot"):
+                quiet = asyncio.create_task(self._registered_if_quiet(), name=f"ocpp-quiet-{self.id}")
             async for raw in self.ws:
                 if not self._inflow.try_take() and not await self._throttle():
                     break
@@ -109,9 +118,31 @@ class Session(ChargePoint, abc.ABC):
             if self._suppressed:  # the count a later warning would have carried
                 log.warning("charger=%s %d more warnings about this charger were suppressed", self.id, self._suppressed)
                 self._suppressed = 0
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
-            self._fail_queued(CommandError("offline", f"{self.id} disconnected"))
+            for task in (sender, quiet):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (sender, quiet) if t is not None), return_exceptions=True)
+            self.lanes.fail_all(CommandError("offline", f"{self.id} disconnected"))
+
+    async def _registered_if_quiet(self) -> None:
+        """A charger that booted here before and comes back without a BootNotification (a link that dropped, a
+        gateway restart) may stay quiet until its next heartbeat: after a while it is taken as registered."""
+        await asyncio.sleep(self.settings.registration_wait_s)
+        if not self.registered.is_set():
+            log.info("charger quiet since it reconnected, taken as registered (it booted here before) charger=%s",
+                     self.id)  # fmt: skip
+            self._register()
+
+    def _register(self) -> None:
+        if not self.registered.is_set():
+            self.registered.set()
+            if self.steering is not None:  # how it is steered, as known now, before the load cap looks
+                self.steering.publish()
+            self.recorder.registered(self.id)
+
+    def boot_accepted(self) -> None:
+        """The BootNotification handler accepts the charger; it counts once the answer is on its way."""
+        self._boot_accepted = True
 
     async def _throttle(self) -> bool:
         """Wait for the charger's next message token (not reading meanwhile is TCP backpressure on it); False
@@ -160,6 +191,9 @@ class Session(ChargePoint, abc.ABC):
             await self._send(frames.call_error(call.unique_id, code, str(cause or e.description), self.version))
         finally:
             self.current = None
+        if call.action != "BootNotification" or self._boot_accepted:
+            self._boot_accepted = False
+            self._register()
 
     async def _send(self, message: str) -> None:
         if wire.isEnabledFor(logging.DEBUG):
@@ -168,8 +202,11 @@ class Session(ChargePoint, abc.ABC):
 
     # -- requests to the charger -------------------------------------------------------------------------
 
-    async def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send a request when the charger's turn comes; its answer, or CommandError."""
+    async def request(self, action: str, payload: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        """Send a request when the charger's turn comes (``key``: in the control lane, replacing a waiting request
+        with the same key; see :mod:`drivers.ocpp.lanes`); its answer, or CommandError. A request not on its way
+        after twice call_timeout_s (long enough for the one in flight to time out; the charger busy with slow
+        requests, or not registered yet) times out."""
         if action not in frames.TO_CHARGER[self.version]:
             raise CommandError("invalid", f"{action} is not an OCPP {self.version} request to a charger")
         payload = await self.outgoing(action, payload)
@@ -179,18 +216,22 @@ class Session(ChargePoint, abc.ABC):
             call.to_json()
         except Exception as e:  # OCPPError, or a payload that is not plain JSON
             raise CommandError("invalid", f"the {action} payload does not follow the schema", _cause(e)) from None
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        try:
-            self._requests.put_nowait((action, call.payload, future))
-        except asyncio.QueueFull:
-            raise CommandError("busy", f"{self.id} already has {self._requests.qsize()} requests waiting") from None
-        return await future
+        waiting = Waiting(action, call.payload)
+        self.lanes.put(waiting, key)
+        waited = 2 * self.settings.call_timeout_s
+        await asyncio.wait({waiting.future}, timeout=waited)
+        if not waiting.sent:
+            why = "its turn did not come" if self.registered.is_set() else "it has not booted (registered) yet"
+            _settle(waiting.future, error=CommandError("timeout", f"{action} not sent to {self.id}: {why} in "
+                                                       f"{waited:g} s"))  # fmt: skip
+        return await waiting.future
 
     async def _send_requests(self) -> None:
         while True:
-            action, payload, future = await self._requests.get()
-            if future.done():  # the caller gave up before its turn came
-                continue
+            await self.registered.wait()
+            waiting = await self.lanes.next()
+            waiting.sent = True
+            action, payload, future = waiting.action, waiting.payload, waiting.future
             try:
                 answer = await self._exchange(action, payload)
                 await self._keep(action, payload, answer)
@@ -236,8 +277,9 @@ class Session(ChargePoint, abc.ABC):
             ) from None
         return answer.payload
 
-    def tolerate(self, vendor: str | None, model: str | None) -> None:
-        """Forgive this charger's model the schema violations its config entry lists (``[[charger_models]]``)."""
+    def identify(self, vendor: str | None, model: str | None) -> None:
+        """What the charger is (as its boot said, or the store from an earlier one): its model is forgiven the
+        schema violations its ``[[charger_models]]`` entry lists, and is remembered for its way of steering."""
         tolerated = frozenset(
             action
             for entry in self.links.charger_models
@@ -249,6 +291,7 @@ class Session(ChargePoint, abc.ABC):
         if tolerated and tolerated != self.tolerated:
             log.info("schema violations tolerated charger=%s model=%s actions=%s", self.id, model, sorted(tolerated))
         self.tolerated = tolerated
+        self.model_key = (vendor or "", model) if model else None
 
     async def _forgive(self, message: ocpp.messages.Call | ocpp.messages.CallResult) -> None:
         """Validate a message of a tolerated action ourselves: a violation is logged, and the message goes on."""
@@ -293,11 +336,10 @@ class Session(ChargePoint, abc.ABC):
             self._suppressed = 0
         log.warning("charger=%s " + message, self.id, *args, exc_info=exc_info)
 
-    def _fail_queued(self, error: CommandError) -> None:
-        while not self._requests.empty():
-            _, _, future = self._requests.get_nowait()
-            if not future.done():
-                future.set_exception(error)
+    @property
+    def known_capabilities(self) -> Capabilities | None:
+        """What it said it takes, if it was asked on this connection already."""
+        return self._capabilities
 
     async def capabilities(self) -> Capabilities:
         """What the charger accepts in a charging profile, asked once per connection; defaults (amperes,
@@ -306,7 +348,7 @@ class Session(ChargePoint, abc.ABC):
             if self._capabilities is None:
                 action, payload = self.capabilities_request()
                 try:
-                    self._capabilities = self.read_capabilities(await self.request(action, payload))
+                    self._capabilities = self.read_capabilities(await self.request(action, payload, key="capabilities"))
                 except (CommandError, KeyError, TypeError) as e:
                     self.warn("does not say which charging profiles it takes (%s): amperes assumed", e)
                     self._capabilities = Capabilities()

@@ -42,8 +42,9 @@ class Session16(Badges16, Certificates16, ChargingProfiles16, Files16, Reports16
                                    charge_box_serial_number: str | None = None, firmware_version: str | None = None,
                                    **_: Any) -> call_result.BootNotification:  # fmt: skip
         serial = charge_point_serial_number or charge_box_serial_number
-        self.tolerate(charge_point_vendor, charge_point_model)
+        self.identify(charge_point_vendor, charge_point_model)
         await self.recorder.booted(self.id, charge_point_vendor, charge_point_model, serial, firmware_version)
+        self.boot_accepted()
         return call_result.BootNotification(
             current_time=self.now(), interval=self.settings.heartbeat_interval_s, status=RegistrationStatus.accepted
         )

@@ -65,9 +65,10 @@ class Session201(Badges201, Certificates201, ChargingProfiles201, Files201, Repo
     async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
                                    **_: Any) -> call_result.BootNotification:  # fmt: skip
         station = self.current.payload["chargingStation"]
-        self.tolerate(station["vendorName"], station["model"])
+        self.identify(station["vendorName"], station["model"])
         await self.recorder.booted(self.id, station["vendorName"], station["model"], station.get("serialNumber"),
                                    station.get("firmwareVersion"))  # fmt: skip
+        self.boot_accepted()
         return call_result.BootNotification(
             current_time=self.now(),
             interval=self.settings.heartbeat_interval_s,
@@ -99,7 +100,7 @@ class Session201(Badges201, Certificates201, ChargingProfiles201, Files201, Repo
         if tx is not None and not tx.open and event_type != "Started":
             # An event of a session already closed: sent again after a lost answer, or late. Keep its meter
             # values (stored once) and change nothing else.
-            await self.recorder.meter_values(self.id, tx.evse or 0, tx, values)
+            await self.recorder.meter_values(self.id, tx.evse or 0, tx, values, live=False)
             return call_result.TransactionEvent()
         if tx is None or not tx.open:
             # Normally an event of type Started (a closed session with the same id means the station reused
@@ -113,8 +114,8 @@ class Session201(Badges201, Certificates201, ChargingProfiles201, Files201, Repo
             self.started(tx)
         elif id_tag and tx.id_tag is None:
             await self.recorder.identified(tx, id_tag)
-        if values:
-            await self.recorder.meter_values(self.id, tx.evse or 0, tx, values)
+        if values:  # what it measured while offline is history: recorded, not shown as live power
+            await self.recorder.meter_values(self.id, tx.evse or 0, tx, values, live=not raw.get("offline"))
         ended = event_type == "Ended"
         await self._charging(tx, info.get("chargingState"), ended, ts)
         if ended:

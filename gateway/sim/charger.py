@@ -21,7 +21,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ocpp.charge_point import ChargePoint
@@ -52,6 +52,13 @@ class SimSpec:
     vendor: str = "evedge"
     model: str = "SimCharger"
     tls: certificates.SimTls | None = None  # for a wss:// url: the CA to trust, its client certificate if any
+    # Quirks of real chargers, for the tests of what the gateway must cope with:
+    before_boot: str = "answer"  # requests before its boot is accepted: answer, refuse (SecurityError), ignore
+    boot_delay_s: float = 0.0  # how long after connecting it sends its BootNotification
+    smart_charging: bool = True  # False: SetChargingProfile answered NotImplemented
+    profile_units: tuple[str, ...] = ("A", "W")  # the units it really takes (it says it takes both)
+    forgets_profiles: bool = False  # every charging profile lost when it reboots
+    slow: dict[str, float] = field(default_factory=dict)  # action -> seconds it takes to answer the gateway
 
 
 @dataclass
@@ -84,6 +91,20 @@ class Listening(ChargePoint):
 
     async def route_message(self, raw_msg: str) -> None:
         self.sim.heard_request(raw_msg)
+        with contextlib.suppress(ValueError, IndexError, TypeError, KeyError):
+            message = json.loads(raw_msg)
+            if message[0] == 2:  # a request from the gateway
+                spec = self.sim.spec
+                if not self.sim.accepted and spec.before_boot != "answer":
+                    self.sim.refused_before_boot.append(message[2])
+                    if spec.before_boot == "refuse":  # as strict chargers do (SecurityError)
+                        await self._send(json.dumps([4, message[1], "SecurityError", "not booted yet", {}]))
+                    return
+                if message[2] == "SetChargingProfile" and not spec.smart_charging:
+                    await self._send(json.dumps([4, message[1], "NotImplemented", "no smart charging here", {}]))
+                    return
+                if message[2] in spec.slow:
+                    await asyncio.sleep(spec.slow[message[2]])  # its receive loop waits too, as a real one's
         await super().route_message(raw_msg)
 
 
@@ -109,6 +130,8 @@ class SimCharger(abc.ABC):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._drop = asyncio.Event()
         self.heard: list[str] = []  # actions of the requests the gateway sent, in order
+        self.refused_before_boot: list[str] = []  # requests that came before its boot was accepted (before_boot)
+        self.accepted = False  # its boot accepted on the present link
         self.wallet = certificates.Wallet(spec.tls)  # its certificates: TLS identity, trusted and installed CAs
         self.firmware_version = "sim-1.0"  # what it boots with; an UpdateFirmware installs another
         self.firmware_sha256: str | None = None
@@ -134,8 +157,8 @@ class SimCharger(abc.ABC):
         """Authorize if needed and start the transaction; sets evse.tx_id."""
 
     @abc.abstractmethod
-    def meter_message(self, evse: SimEvse, context: str) -> Any:
-        """The request that carries one sample of this EVSE."""
+    def meter_message(self, evse: SimEvse, context: str, offline: bool = False) -> Any:
+        """The request that carries one sample of this EVSE (offline: taken while it had no link)."""
 
     @abc.abstractmethod
     async def end(self, evse: SimEvse, reason: str) -> None:
@@ -186,11 +209,15 @@ class SimCharger(abc.ABC):
         async with connect(url, subprotocols=[self.subprotocol], additional_headers=headers,  # type: ignore[list-item]
                            open_timeout=10, compression=None, ssl=tls) as ws:  # fmt: skip
             self.refused = None
+            self.accepted = False
             cp = self.make_protocol(ws)
             receiving = asyncio.create_task(cp.start())
             self._cp = cp
             try:
+                if self.spec.boot_delay_s:
+                    await asyncio.sleep(self.spec.boot_delay_s)
                 await self.boot()
+                self.accepted = True
                 self.boots += 1
                 await self._flush_backlog()
                 for evse in self.evses.values():
@@ -379,14 +406,37 @@ class SimCharger(abc.ABC):
         return True
 
     def reboot(self, reason: str) -> None:
-        """Stop every session, then drop the link as a restarting charger does; run() reconnects and boots."""
+        """Stop every session, then drop the link as a restarting charger does; run() reconnects and boots. A
+        charger that forgets its profiles loses them all."""
 
         async def reboot() -> None:
             for evse in self.evses.values():
                 await self.stop_session(evse.id, reason)
+            if self.spec.forgets_profiles:
+                self.charger_profiles.clear()
+                for evse in self.evses.values():
+                    evse.profiles.clear()
+                self.update_power()
             self.drop_link()
 
         self.spawn(reboot())
+
+    def buffer_history(self, evse_id: int, seconds: float, every_s: float, power_w: float) -> int:
+        """What a charger that was offline for `seconds` kept to send: the MeterValues of the session on
+        `evse_id`, one every `every_s`, at `power_w`, each with the time it was taken (its register rising to
+        where it is now). They go out in order after its next boot; returns how many."""
+        evse = self.evses[evse_id]
+        clock, power, meter = self.clock, evse.power_w, evse.meter_wh
+        now, count = clock(), int(seconds // every_s)
+        try:
+            for i in range(count):
+                ago = seconds - i * every_s
+                self.clock = lambda ago=ago: now - timedelta(seconds=ago)  # type: ignore[misc]
+                evse.power_w, evse.meter_wh = power_w, meter - power_w * ago / 3600
+                self._backlog.append(self.meter_message(evse, "Sample.Periodic", offline=True))
+        finally:
+            self.clock, evse.power_w, evse.meter_wh = clock, power, meter
+        return count
 
     def set_availability(self, evse_id: int | None, available: bool) -> str:
         """Accepted, Scheduled (a session runs: it applies after it), or Rejected (no such EVSE)."""

@@ -35,8 +35,13 @@ class _Profiles:
 
     def install(self, evse_id: int, profile: dict[str, Any]) -> bool:
         """A profile (snake_case, as the library hands it over) installed, or refused."""
+        spec = self.sim.spec
         profile = snake_to_camel_case(profile)
         if int(profile["stackLevel"]) > self.max_stack_level():
+            return False
+        schedules = profile["chargingSchedule"]
+        units = {s["chargingRateUnit"] for s in (schedules if isinstance(schedules, list) else [schedules])}
+        if not units <= set(spec.profile_units):  # it says it takes both, but does not
             return False
         evse = self.sim.evses.get(evse_id)
         if profiles.purpose_of(profile["chargingProfilePurpose"]) == profiles.TX and evse is not None \

@@ -83,7 +83,7 @@ class Sim16(SimCharger):
         if result.id_tag_info["status"] != "Accepted":
             self.spawn(self.stop_session(evse.id, "DeAuthorized"))
 
-    def meter_message(self, evse: SimEvse, context: str) -> call.MeterValues:
+    def meter_message(self, evse: SimEvse, context: str, offline: bool = False) -> call.MeterValues:
         return call.MeterValues(
             connector_id=evse.id,
             transaction_id=int(evse.tx_id) if evse.tx_id else None,

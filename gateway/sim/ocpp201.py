@@ -86,10 +86,10 @@ class Sim201(SimCharger):
         await self.call_durable(self._event(evse, "Started", trigger, info, token=token, context="Transaction.Begin",
                                             evse_field=True, reservation_id=reservation))  # fmt: skip
 
-    def meter_message(self, evse: SimEvse, context: str) -> Any:
+    def meter_message(self, evse: SimEvse, context: str, offline: bool = False) -> Any:
         if evse.charging:
             return self._event(evse, "Updated", "MeterValuePeriodic" if context == "Sample.Periodic" else "Trigger",
-                               {}, context=context)  # fmt: skip
+                               {}, context=context, offline=offline)  # fmt: skip
         return call.MeterValues(evse_id=evse.id, meter_value=[self.meter_value(evse, context)])
 
     async def end(self, evse: SimEvse, reason: str) -> None:
@@ -102,7 +102,7 @@ class Sim201(SimCharger):
 
     def _event(self, evse: SimEvse, event_type: str, trigger: str, info: dict[str, Any], *,
                token: dict | None = None, context: str | None = None, evse_field: bool = False,
-               reservation_id: int | None = None) -> Any:  # fmt: skip
+               reservation_id: int | None = None, offline: bool = False) -> Any:  # fmt: skip
         assert evse.tx_id is not None
         seq, evse.seq_no = evse.seq_no, evse.seq_no + 1
         return call.TransactionEvent(
@@ -115,6 +115,7 @@ class Sim201(SimCharger):
             evse={"id": evse.id, "connector_id": 1} if evse_field else None,
             id_token=token,
             reservation_id=reservation_id,
+            offline=offline or None,
         )
 
     @staticmethod

@@ -113,16 +113,13 @@ async def test_errors_say_what_went_wrong(gateway):
 async def test_a_charger_that_does_not_answer_times_out_and_others_queue(tmp_path):
     settings = load_settings(write_config(tmp_path, call_timeout_s=0.5), environ={"EVEDGE_OCPP__QUEUE_SIZE": "1"})
     async with running_gateway(settings) as gw:
-        token = base64.b64encode(b"CPBB:password-of-CPBB").decode()
-        async with connect(f"{gw.ocpp_url}/CPBB", subprotocols=["ocpp1.6"],
-                           additional_headers={"Authorization": f"Basic {token}"}) as mute:  # fmt: skip
-            await eventually(lambda: "CPBB" in gw.app.ocpp.sessions)
+        async with await mute_charger(gw) as mute:
             async with gw.client() as api:
                 first = asyncio.create_task(api.post("/api/v1/chargers/CPBB/ocpp/ClearCache", json={}))
                 request = json.loads(await mute.recv())  # the first is on the wire, unanswered
                 assert request[2] == "ClearCache"
                 second = asyncio.create_task(api.post("/api/v1/chargers/CPBB/ocpp/ClearCache", json={}))
-                await eventually(lambda: gw.app.ocpp.sessions["CPBB"]._requests.qsize() == 1)
+                await eventually(lambda: len(gw.app.ocpp.sessions["CPBB"].lanes) == 1)
                 third = await api.post("/api/v1/chargers/CPBB/ocpp/ClearCache", json={})
                 assert third.status_code == 429 and third.json()["error"] == "busy"
                 assert (await first).status_code == 504
@@ -170,10 +167,13 @@ async def _closed(gateway, transaction_id):
 
 
 async def mute_charger(gw, charger_id: str = "CPBB"):
+    """A raw 1.6 link that boots (the gateway sends nothing before) and then answers only when a test does."""
     token = base64.b64encode(f"{charger_id}:password-of-{charger_id}".encode()).decode()
     ws = await connect(f"{gw.ocpp_url}/{charger_id}", subprotocols=["ocpp1.6"],
                        additional_headers={"Authorization": f"Basic {token}"})  # fmt: skip
     await eventually(lambda: charger_id in gw.app.ocpp.sessions)
+    await ws.send(json.dumps([2, "boot", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "Mute"}]))
+    assert json.loads(await ws.recv())[2]["status"] == "Accepted"
     return ws
 
 

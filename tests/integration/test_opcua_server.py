@@ -30,7 +30,7 @@ from gateway.settings import load_settings
 from gateway.sim.charger import SimCharger, SimSpec
 from gateway.sim.ev import Ev
 from gateway.sim.site import make_charger
-from tests.conftest import PASSWORDS, Gateway, connected, eventually, free_port, running_gateway, write_config
+from tests.conftest import PASSWORDS, REFUSED_MINUS_5, Gateway, connected, eventually, free_port, running_gateway, write_config
 
 PASSWORD = "a-good-password"
 NAMESPACE = "urn:evedge:test"
@@ -188,7 +188,8 @@ def test_node_ids_come_from_point_names_by_one_rule():
 
 
 async def test_an_operator_reads_follows_and_starts_a_session_over_basic256sha256(tmp_path):
-    sent_at = utcnow().replace(microsecond=0) - timedelta(hours=1)  # the charger's clock, not the gateway's
+    # The charger's clock, not the gateway's: a minute behind (within LIVE_WINDOW_S, or its values are history).
+    sent_at = utcnow().replace(microsecond=0) - timedelta(minutes=1)
     async with scada_gateway(tmp_path) as (gw, cert):
         sim = sim_at(gw, "CP16", "1.6", clock=lambda: sent_at, evses=2)
         async with connected(sim), session(gw, cert) as client:
@@ -205,7 +206,7 @@ async def test_an_operator_reads_follows_and_starts_a_session_over_basic256sha25
             value = await eventually(lambda: _good(power))
             assert value.Value.Value == pytest.approx(7400.0)
             assert value.SourceTimestamp == sent_at  # the device's time, not when the gateway heard it
-            assert value.ServerTimestamp > sent_at + timedelta(minutes=30)
+            assert value.ServerTimestamp > sent_at + timedelta(seconds=45)
             soc = await (await tag(client, "Site.Chargers.CP16.Evse.1.SoC")).read_value()
             assert soc == pytest.approx(50.0)
             assert await (await tag(client, "Site.Chargers.CP16.Online")).read_value() is True
@@ -238,6 +239,14 @@ async def _good(node: Any) -> ua.DataValue | None:
 async def _value_is(node: Any, expected: Any) -> bool:
     value = await status_of(node)
     return value.StatusCode.is_good() and value.Value.Value == expected
+
+
+async def _refusal(client: Client, obj: Any, method: ua.NodeId, *args: ua.Variant) -> Any:
+    """A method call the server refuses: the JSON reason in its output (asyncua's call_method drops it)."""
+    request = ua.CallMethodRequest(ObjectId=obj.nodeid, MethodId=method, InputArguments=list(args))
+    [result] = await client.uaclient.call([request])
+    assert not result.StatusCode.is_good(), result
+    return json.loads(result.OutputArguments[0].Value)
 
 
 async def _method(client: Client, name: str) -> ua.NodeId:
@@ -338,14 +347,23 @@ async def test_an_operator_writes_the_site_limit_and_the_node_shows_what_holds(t
             assert await limit.read_value() == 100000.0  # the configured limit is the strictest now
             site = await tag(client, "Site")
             idx = await client.get_namespace_index(NAMESPACE)
-            answer = await site.call_method(ua.NodeId("Site.SetLimit", idx), double(math.nan))
-            assert json.loads(answer) == {"limit_w": 100000, "external": {}}
+            for bad in (-5.0, math.nan):  # a sign error in a BMS must never lift the cap
+                with pytest.raises(ua.uaerrors.BadInvalidArgument):
+                    await limit.write_value(ua.DataValue(double(bad)))
+            refusal = await _refusal(client, site, ua.NodeId("Site.SetLimit", idx), double(-5.0))
+            assert refusal == {"error": "invalid", "message": REFUSED_MINUS_5}  # as from every door
+            assert await limit.read_value() == 100000.0
+            answer = await site.call_method(ua.NodeId("Site.LiftLimit", idx))
+            assert json.loads(answer) == {"limit_w": 100000, "external": {}, "external_expires_at": {}}
+            answer = await site.call_method(ua.NodeId("Site.SetLimitFor", idx), double(70000.0), double(60.0))
+            answer = json.loads(answer)
+            assert answer["external"] == {"opcua": 70000} and answer["external_expires_at"]["opcua"]  # it lapses
         async with session(gw, cert, user="visitor") as guest:
             with pytest.raises(ua.uaerrors.BadUserAccessDenied):
                 await (await tag(guest, "Site.LimitW")).write_value(ua.DataValue(double(1000.0)))
             with pytest.raises(ua.uaerrors.BadUserAccessDenied):  # any other tag is read-only
                 await (await tag(guest, "Site.Chargers.CP16.Online")).write_value(True)
-        assert gw.app.image.value("site/limit_w") == 100000
+        assert gw.app.image.value("site/limit_w") == 70000
 
 
 async def test_with_the_load_cap_off_a_limit_write_is_refused_with_a_reason(tmp_path):

@@ -75,10 +75,10 @@ class RecordingImage(ProcessImage):
         self.time = time
         self.went_bad: dict[str, float] = {}
 
-    def set(self, name: str, value, ts=None, quality=Quality.good) -> bool:
-        if quality == Quality.bad and name.endswith("/power_w"):
+    def _put(self, name: str, point) -> bool:  # every change goes through here, a new value or a new quality
+        if point.quality == Quality.bad and name.endswith("/power_w"):
             self.went_bad.setdefault(name.split("/")[1], self.time.now)
-        return super().set(name, value, ts, quality)
+        return super()._put(name, point)
 
 
 class Run:
