@@ -231,11 +231,9 @@ class MqttBridge:
         if target == "site":
             if action != "limit":
                 raise CommandError("invalid", f"the site takes cmd/site/limit, not {action!r}")
-            limit = body.get("limit_w") if isinstance(body, dict) else body
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)
-                                      or not math.isfinite(limit) or limit <= 0):  # fmt: skip
-                raise CommandError("invalid", "limit_w must be a positive number of W, or null to lift the limit")
-            return SetSiteLimit(limit, source="mqtt")
+            if isinstance(body, dict):  # the command checks the values, as for every door
+                return SetSiteLimit(body.get("limit_w"), source="mqtt", valid_s=body.get("valid_s"))
+            return SetSiteLimit(body, source="mqtt")
         if not isinstance(body, dict):
             raise CommandError("invalid", "an OCPP request payload is a JSON object")
         return OcppRequest(target, action, body)

@@ -94,7 +94,7 @@ class App:
         self.opcua = OpcuaDriver(opcua_meters, self.image, settings.gateway.state_dir) if opcua_meters else None
         bacnet_meters = [m for m in settings.meters if isinstance(m, BacnetMeter)]
         self.bacnet = BacnetDriver(settings.bacnet, bacnet_meters, self.image) if bacnet_meters else None
-        self.loadcap = LoadCap(settings, self.site, self.image, self.commands, self.store.events)
+        self.loadcap = LoadCap(settings, self.site, self.image, self.commands, self.store)
         self.loadcap.register(self.commands)
         self.schedules = Schedules(settings, self.image, self.commands)
         # The outbox fills only when a bridge delivers from it: nobody else would ever empty it.

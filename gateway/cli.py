@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from gateway.auth import Role, hash_password
+from gateway.commands import CommandError, SetSiteLimit
 from gateway.logs import setup_logging
 from gateway.settings import ConfigError, Settings, config_path, load_settings, split_listen
 from gateway.store import Store
@@ -81,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("payload", nargs="?", default="{}", help="JSON payload (default {})")
     send.add_argument("--url", help="gateway web URL (default: from the config's web.listen)")
     send.add_argument("--token", help="API token (default: $EVEDGE_TOKEN, else a one-minute token from the store)")
+
+    limit = command("site-limit", _site_limit, "Set (or lift) an external limit on the site's import through the "
+                    "running gateway; the strictest of all limits holds.")
+    config_option(limit)
+    limit.add_argument("limit", metavar="LIMIT_W", help='the limit in W, or "lift"')
+    limit.add_argument("--source", default="operator", help="who sets it: each source's limit is kept apart "
+                       "(default operator)")
+    limit.add_argument("--valid-s", type=float, help="it lapses unless set again within this many seconds")
+    limit.add_argument("--url", help="gateway web URL (default: from the config's web.listen)")
+    limit.add_argument("--token", help="API token (default: $EVEDGE_TOKEN, else a one-minute token from the store)")
 
     token = command("token", lambda a: 2, "API tokens.")
     token_sub = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -346,6 +357,26 @@ def _send(args: argparse.Namespace) -> int:
     if not isinstance(payload, dict):
         print("evedge send: the payload must be a JSON object", file=sys.stderr)
         return 2
+    return _through_gateway(args, "send", "POST", f"/api/v1/chargers/{args.charger}/ocpp/{args.action}", payload)
+
+
+def _site_limit(args: argparse.Namespace) -> int:
+    try:  # the command checks its values, as it does for every door: the same refusal as the API's
+        limit = None if args.limit == "lift" else float(args.limit)
+        SetSiteLimit(limit, f"api:{args.source}", args.valid_s)
+    except ValueError:
+        print(f'evedge site-limit: {args.limit!r} is not a number of W, nor "lift"', file=sys.stderr)
+        return 2
+    except CommandError as e:
+        print(f"evedge site-limit: {e.message}", file=sys.stderr)
+        return 2
+    body = {"limit_w": limit, "source": args.source, "valid_s": args.valid_s}
+    return _through_gateway(args, "site-limit", "PUT", "/api/v1/site/limit", body)
+
+
+def _through_gateway(args: argparse.Namespace, name: str, method: str, path: str, body: Any) -> int:
+    """One request to the running gateway's API (with a one-minute admin token from the store unless given);
+    prints its answer."""
     settings = load_settings(args.config)
     url = args.url or _local_url(settings.web.listen)
     token = args.token or os.environ.get("EVEDGE_TOKEN")
@@ -354,17 +385,17 @@ def _send(args: argparse.Namespace) -> int:
         token = asyncio.run(_with_store(settings, lambda store: store.accounts.create_token(
             Role.admin, f"cli:{getpass.getuser()}", ttl=timedelta(minutes=1))))  # fmt: skip
     try:
-        response = httpx.post(f"{url}/api/v1/chargers/{args.charger}/ocpp/{args.action}", json=payload,
-                              headers={"Authorization": f"Bearer {token}"}, timeout=120)  # fmt: skip
+        response = httpx.request(method, f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=120)  # fmt: skip
     except httpx.HTTPError as e:
-        print(f"evedge send: cannot reach the gateway at {url}: {e}", file=sys.stderr)
+        print(f"evedge {name}: cannot reach the gateway at {url}: {e}", file=sys.stderr)
         return 1
     finally:
         if minted:
             asyncio.run(_with_store(settings, lambda store: store.accounts.revoke_token(token)))
-    body = _json_or_text(response)
+    answer = _json_or_text(response)
     out = sys.stdout if response.is_success else sys.stderr
-    print(json.dumps(body, indent=2) if not isinstance(body, str) else body, file=out)
+    print(json.dumps(answer, indent=2) if not isinstance(answer, str) else answer, file=out)
     return 0 if response.is_success else 1
 
 

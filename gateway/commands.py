@@ -9,6 +9,7 @@ driver that registered for its type.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ class CommandError(Exception):
     Codes: forbidden, unknown_target, offline, busy, timeout, invalid (the request), call_error (the charger
     answered with a CALLERROR), bad_answer (the charger's answer breaks the schema), rejected (the charger said
     no, e.g. to a charging profile), unsupported (nothing here can do it), disabled (the part that would is
-    switched off in the config).
+    switched off in the config), superseded (a newer limit for the same EVSE took its place before it was sent).
     """
 
     def __init__(self, code: str, message: str, details: Any = None) -> None:
@@ -196,12 +197,41 @@ class SetChargingLimit(Command):
     valid_s: int | None = None
 
 
+MAX_LIMIT_W = 1e9  # a limit beyond a gigawatt is a typing error, not a site
+MAX_VALID_S = 366 * 86400
+SOURCE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def watts(value: Any, what: str, optional: bool = True) -> float | None:
+    """A limit in W as a command takes it: a finite number from 0 to MAX_LIMIT_W (None lifts it, where allowed).
+    Every door (API, MQTT, OPC UA, CLI, console) gets this same refusal for the same bad value."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0 <= value <= MAX_LIMIT_W:  # fmt: skip
+        shown = f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else repr(value)[:40]
+        raise CommandError("invalid", f"{what} must be a number of W from 0 to {MAX_LIMIT_W:.0f}"
+                           + (", or null to lift it" if optional else "") + f", not {shown}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class SetSiteLimit(Command):
-    """An external limit on the site's import (None lifts it); the strictest of all sources holds."""
+    """An external limit on the site's import (None lifts it), kept per source; the strictest of all sources
+    holds. With ``valid_s`` it lapses unless renewed within that many seconds (a DSO or BMS that falls silent
+    gives the site back its own limit)."""
 
     limit_w: float | None
     source: str = "api"
+    valid_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limit_w", watts(self.limit_w, "limit_w"))
+        if not isinstance(self.source, str) or not SOURCE.fullmatch(self.source):
+            raise CommandError("invalid", "source: 1 to 64 letters, digits or _.:-")
+        if self.valid_s is not None and (isinstance(self.valid_s, bool) or not isinstance(self.valid_s, int | float)
+                                         or not math.isfinite(self.valid_s) or not 0 < self.valid_s <= MAX_VALID_S):
+            raise CommandError("invalid", f"valid_s must be a number of seconds from 1 to {MAX_VALID_S}, or null")
 
     @property
     def target(self) -> str | None:
@@ -211,6 +241,10 @@ class SetSiteLimit(Command):
 @dataclass(frozen=True)
 class SetMode(Command):
     mode: str  # automatic, manual
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("automatic", "manual"):
+            raise CommandError("invalid", f"mode {str(self.mode)[:40]!r}: automatic or manual")
 
     @property
     def target(self) -> str | None:
@@ -224,6 +258,9 @@ class SetManualLimit(Command):
     charger_id: str
     evse: int
     limit_w: float | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limit_w", watts(self.limit_w, "limit_w"))
 
 
 Handler = Callable[[Any], Awaitable[Any]]

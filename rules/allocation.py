@@ -10,6 +10,7 @@ generated sites (tests/unit/test_allocation.py).
    first; within a priority, those that would miss their departure first (least slack); then sessions whose
    minimum on-time is not over; then the rotation queue (newest last) -- and the others are paused (0 W).
    A car whose minimum off-time is not over waits.
+   A charger that cannot be steered has its rating reserved before anyone is admitted.
 3. Sharing. Above the minimums, power is shared by priority level (a lower level gets nothing more until the
    higher ones are satisfied), and within a level max-min fairly: every car rises at the same pace from the
    lowest, and stops only when it reaches its maximum, its demand (a car drawing less than its limit keeps a
@@ -19,17 +20,18 @@ generated sites (tests/unit/test_allocation.py).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 EPS = 1e-6  # W: what float arithmetic may leave over
 
 SITE = "site"  # the constraint names: site, phase:1..3, group:<id>, charger:<id>
 
 
-@dataclass(frozen=True)
-class Demand:
+class Demand(NamedTuple):  # a tuple, not a dataclass: a cycle makes hundreds, and tuples are made fast
     """A connector with a car that wants power."""
 
     key: str  # "CP01/1"
@@ -45,6 +47,7 @@ class Demand:
     on: bool = False  # given power now
     locked: bool = False  # its minimum on (or off) time is not over: stays on (or off)
     laxity_s: float | None = None  # slack before its departure target; None: not known
+    fixed: bool = False  # not steered: it takes max_w whatever is decided, and the others share around it
 
 
 @dataclass(frozen=True)
@@ -60,18 +63,22 @@ class Snapshot:
     urgency_s: float = 1800.0
 
 
-@dataclass(frozen=True)
-class Allocation:
+class Allocation(NamedTuple):
     limit_w: float
     reason: str
 
 
 def coefficients(d: Demand) -> dict[str, float]:
-    """How much of each watt given to this car counts against each constraint."""
+    """How much of each watt given to this car counts against each constraint (shared: do not change it)."""
+    return _coefficients(d.phases, d.groups)
+
+
+@functools.lru_cache(maxsize=1024)
+def _coefficients(phases: tuple[int, ...], groups: tuple[str, ...]) -> dict[str, float]:
     coef = {SITE: 1.0}
-    for p in d.phases:
-        coef[f"phase:{p}"] = 1.0 / len(d.phases)
-    for g in d.groups:
+    for p in phases:
+        coef[f"phase:{p}"] = 1.0 / len(phases)
+    for g in groups:
         coef[g] = 1.0
     return coef
 
@@ -135,9 +142,17 @@ def allocate(snap: Snapshot) -> dict[str, Allocation]:
                 return name
         return None
 
+    # What cannot be steered takes its maximum first, fitting or not.
+    for d in snap.demands:
+        if d.fixed:
+            given[d.key], reasons[d.key] = d.max_w, d.max_reason
+            _take(room, coef[d.key], d.max_w)
+
     # Admission: minimums in turn.
     for d in admission_order(snap):
         cap = caps[d.key][0]
+        if d.fixed:
+            continue
         if d.locked and not d.on:
             reasons[d.key] = "paused: waiting its turn (minimum off time)"
         elif cap < d.min_w - EPS:
@@ -149,7 +164,7 @@ def allocate(snap: Snapshot) -> dict[str, Allocation]:
             _take(room, coef[d.key], d.min_w)
 
     # Sharing: level by level, max-min fair within a level.
-    admitted = [d for d in snap.demands if d.key in given]
+    admitted = [d for d in snap.demands if d.key in given and not d.fixed]
     for lvl in sorted({level(d, snap) for d in admitted}, reverse=True):
         _fill([d for d in admitted if level(d, snap) == lvl], given, reasons, room, coef, caps)
 
@@ -209,8 +224,7 @@ def _name(constraint: str) -> str:
 # -- rotation ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Turn:
+class Turn(NamedTuple):
     """A contender's state for rotation: on or off, since when."""
 
     key: str
@@ -248,8 +262,8 @@ def with_turns(snap: Snapshot, queue: list[str], turns: dict[str, Turn], now: fl
     """The snapshot with each demand's rank, on and locked taken from the rotation state."""
     rank = {k: n for n, k in enumerate(queue)}
     return replace(snap, demands=tuple(
-        replace(d, rank=rank.get(d.key, len(rank)), on=turns[d.key].on if d.key in turns else False,
-                locked=d.key in turns and locked(turns[d.key], now, min_on_s, min_off_s))
+        d._replace(rank=rank.get(d.key, len(rank)), on=turns[d.key].on if d.key in turns else False,
+                   locked=d.key in turns and locked(turns[d.key], now, min_on_s, min_off_s))
         for d in snap.demands
     ))  # fmt: skip
 

@@ -58,6 +58,9 @@ id = "CPBB"
 password = "password-of-CPBB"
 """
 
+# What every door (API, MQTT, OPC UA, CLI) answers to a site limit of -5 W: the command's own refusal.
+REFUSED_MINUS_5 = "limit_w must be a number of W from 0 to 1000000000, or null to lift it, not -5"
+
 # The site's grid meter: a simulated SDM630 on loopback (`port` to fill in), polled fast, stale soon.
 GRID_METER = """
 [[meters]]

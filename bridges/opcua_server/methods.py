@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,7 @@ COMMAND_STATUS = {
     "forbidden": _S.BadUserAccessDenied, "unknown_target": _S.BadInvalidArgument, "invalid": _S.BadInvalidArgument,
     "offline": _S.BadNoCommunication, "timeout": _S.BadTimeout, "busy": _S.BadTooManyOperations,
     "rejected": _S.BadRequestNotAllowed, "call_error": _S.BadDeviceFailure, "bad_answer": _S.BadDeviceFailure,
-    "unsupported": _S.BadNotSupported, "disabled": _S.BadConfigurationError,
+    "unsupported": _S.BadNotSupported, "disabled": _S.BadConfigurationError, "superseded": _S.BadRequestCancelledByRequest,
 }  # fmt: skip
 
 # The user of the session whose method call is running (asyncua does not hand it to the method).
@@ -110,9 +109,10 @@ def _unlock(charger_id: str, args: list[Any]) -> Unlock:
     return Unlock(charger_id, args[0], args[1])
 
 
-def _site_limit(limit: float) -> SetSiteLimit:
-    """An external limit on the site's import; a negative or NaN one lifts it."""
-    return SetSiteLimit(None if math.isnan(limit) or limit < 0 else limit, source="opcua")
+def _site_limit(limit: float | None, valid_s: float | None = None) -> SetSiteLimit:
+    """An external limit on the site's import (None lifts it): the command refuses a negative or NaN one, as from
+    every door -- a sign error in a BMS must never lift the cap."""
+    return SetSiteLimit(limit, source="opcua", valid_s=valid_s or None)
 
 
 CHARGER_METHODS = (
@@ -132,9 +132,15 @@ CHARGER_METHODS = (
                 Arg("Evse", ua.VariantType.UInt32, "EVSE, 0 for the whole charger")),
                lambda cid, a: SetAvailability(cid, a[0], _evse_or_none(a[1]))),
 )  # fmt: skip
-SITE_METHOD = MethodSpec("SetLimit", "An external limit on the site's import (negative or NaN lifts it)",
-                         (Arg("LimitW", ua.VariantType.Double, "Limit in W"),),
-                         lambda _, a: _site_limit(a[0]))  # fmt: skip
+SITE_METHODS = (
+    MethodSpec("SetLimit", "An external limit on the site's import, until lifted",
+               (Arg("LimitW", ua.VariantType.Double, "Limit in W, from 0"),), lambda _, a: _site_limit(a[0])),
+    MethodSpec("SetLimitFor", "An external limit on the site's import that lapses unless set again in time",
+               (Arg("LimitW", ua.VariantType.Double, "Limit in W, from 0"),
+                Arg("ValidS", ua.VariantType.Double, "It lapses after this many seconds")),
+               lambda _, a: _site_limit(a[0], a[1])),
+    MethodSpec("LiftLimit", "Lift the external limit set over OPC UA", (), lambda _, a: _site_limit(None)),
+)  # fmt: skip
 RESULT = Arg("Result", ua.VariantType.String, "The answer, as JSON")
 
 
@@ -189,9 +195,10 @@ class Door:
     async def add_site(self, server: Server, idx: int) -> ua.NodeId:
         """The Site object, with Site.SetLimit, a notifier of the Server object (its events are the site's)."""
         site = await server.nodes.objects.add_object(ua.NodeId(ROOT, idx), ua.QualifiedName(ROOT, idx))
-        await site.add_method(ua.NodeId(f"{ROOT}.{SITE_METHOD.name}", idx), ua.QualifiedName(SITE_METHOD.name, idx),
-                              self._method(SITE_METHOD, charger=False), [a.argument() for a in SITE_METHOD.inputs],
-                              [RESULT.argument()])  # fmt: skip
+        for spec in SITE_METHODS:
+            await site.add_method(ua.NodeId(f"{ROOT}.{spec.name}", idx), ua.QualifiedName(spec.name, idx),
+                                  self._method(spec, charger=False), [a.argument() for a in spec.inputs],
+                                  [RESULT.argument()])  # fmt: skip
         await server.nodes.server.add_reference(site.nodeid, ua.ObjectIds.HasNotifier, bidirectional=False)
         return site.nodeid
 
@@ -201,13 +208,17 @@ class Door:
         return limit is not None and item.NodeId == limit[0] and item.AttributeId == ua.AttributeIds.Value
 
     async def write_limit(self, item: ua.WriteValue, user: User) -> ua.StatusCode:
-        """A client's write to Site.LimitW: an external site limit through the door (negative or NaN lifts it)."""
+        """A client's write to Site.LimitW: an external site limit through the door (a negative or NaN one is
+        refused: lift it with the LiftLimit method)."""
         if item.IndexRange:
             return ua.StatusCode(_S.BadWriteNotSupported)
         variant = item.Value.Value if item.Value is not None else None
         if variant is None or variant.VariantType not in _NUMBERS:
             return ua.StatusCode(_S.BadTypeMismatch)
-        command = _site_limit(float(variant.Value))
+        try:
+            command = _site_limit(float(variant.Value))
+        except CommandError as e:
+            return command_status(e)
         status, _ = await self._execute(command, user if isinstance(user, GatewayUser) else None)
         if status.is_good() and self.space is not None:
             await self.space.show(LIMIT_POINT)
@@ -226,6 +237,8 @@ class Door:
                 return values
             try:
                 command = spec.build(target, values)
+            except CommandError as e:  # the command refused its own values
+                return ua.CallMethodResult(StatusCode=command_status(e), OutputArguments=_output(e.as_json()))
             except ValueError as e:
                 refusal = _output({"error": "invalid", "message": str(e)})
                 return ua.CallMethodResult(StatusCode=ua.StatusCode(_S.BadInvalidArgument), OutputArguments=refusal)

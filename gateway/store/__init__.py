@@ -5,7 +5,8 @@ values), ``chargers`` (boot info, presence, status, refused ids), ``audit``, ``a
 ``events`` (what happened on the site), ``outbox`` (north-bound messages until acknowledged), ``badges`` (the
 site's badge list, local lists, authorization cache, reservations), ``files`` (firmware served, uploads
 received), ``reports`` (device model, monitoring, display messages, customer information, security events),
-``charging_profiles`` (profiles chargers accepted, limits they report, what EVs need).
+``charging_profiles`` (profiles chargers accepted, limits they report, what EVs need), ``site_limits`` (external
+and manual limits and the load cap's mode).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gateway.store.events import Events
 from gateway.store.files import Files
 from gateway.store.outbox import Outbox
 from gateway.store.reports import Reports
+from gateway.store.site_limits import SiteLimits
 from gateway.store.transactions import Sample, Transaction, Transactions
 
 __all__ = ["Store", "Sample", "Transaction", "DB_NAME"]
@@ -45,6 +47,7 @@ class Store:
         self.reports = Reports(self.db, self.events)
         self.files = Files(self.db, self.events, state_dir)
         self.badges = Badges(self.db, self.events)
+        self.site_limits = SiteLimits(self.db, self.events)
 
     async def open(self) -> Store:
         await self.db.open()

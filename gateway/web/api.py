@@ -38,7 +38,8 @@ from gateway.web.deps import (
 
 # How each refusal of the command door reads over HTTP.
 _STATUS = {"forbidden": 403, "unknown_target": 404, "offline": 409, "rejected": 409, "busy": 429, "timeout": 504,
-           "invalid": 422, "call_error": 502, "bad_answer": 502, "unsupported": 501, "disabled": 409}  # fmt: skip
+           "invalid": 422, "call_error": 502, "bad_answer": 502, "unsupported": 501, "disabled": 409,
+           "superseded": 409}  # fmt: skip
 
 
 def create_app(ctx: WebContext) -> FastAPI:
@@ -157,7 +158,7 @@ def _router() -> APIRouter:
 
     @api.put("/site/limit", summary="An external limit on the site's import (null lifts it); the strictest holds")
     async def site_limit(ctx: Ctx, actor: Acting, body: SiteLimitBody) -> dict[str, Any]:
-        return await ctx.commands.execute(SetSiteLimit(body.limit_w, f"api:{body.source}"), actor)
+        return await ctx.commands.execute(SetSiteLimit(body.limit_w, f"api:{body.source}", body.valid_s), actor)
 
     @api.put("/site/mode", summary="automatic: the allocator shares the power; manual: operators' limits per EVSE")
     async def site_mode(ctx: Ctx, actor: Acting, body: ModeBody) -> dict[str, Any]:
@@ -187,13 +188,16 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-Watts = Annotated[float | None, Field(ge=0, le=1e9, allow_inf_nan=False, description="W; null lifts the limit")]
+# The command checks the value (gateway/commands.py): the same refusal as from MQTT, OPC UA and the console.
+Watts = Annotated[float | None, Field(description="W, from 0 to 1e9; null lifts the limit")]
 
 
 class SiteLimitBody(_Body):
     limit_w: Watts
     source: str = Field("operator", pattern=r"^[A-Za-z0-9_.-]{1,48}$",
                         description="Who sets it: each source's limit is kept apart, the strictest holds")  # fmt: skip
+    valid_s: float | None = Field(None, description="It lapses unless set again within this many seconds "
+                                  "(null: until lifted)")  # fmt: skip
 
 
 class ModeBody(_Body):

@@ -33,6 +33,7 @@ from gateway.sim.ev import Ev
 from gateway.sim.site import make_charger
 from gateway.store import Store
 from tests.conftest import (
+    REFUSED_MINUS_5,
     PASSWORDS,
     Broker,
     connected,
@@ -299,7 +300,7 @@ async def test_commands_are_answered_with_the_chargers_reply(tmp_path, broker: B
                                     b'{"key": "HeartbeatInterval", "value": "10"}', v5=False)  # fmt: skip
             assert reply["ok"] is False and reply["error"] == "forbidden" and "admin" in reply["message"]
             reply, _, _ = await ask(broker.port, f"{BASE}/cmd/site/limit", b'{"limit_w": -5}', v5=False)
-            assert reply["ok"] is False and reply["error"] == "invalid"
+            assert reply == {"ok": False, "error": "invalid", "message": REFUSED_MINUS_5}  # as from every door
         audit = await gw.app.store.audit.query(limit=20)
         assert any(a["actor"] == "mqtt:broker" and a["command"] == "OcppRequest" for a in audit)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from drivers.ocpp.charging_profiles import ev_needs, schedule_limit_w
 from gateway.sim import profiles
-from rules.loadcap import laxity_s
+from rules.control import laxity_s
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
