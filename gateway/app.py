@@ -23,7 +23,7 @@ import drivers.opcua_client
 from drivers.bacnet import BacnetDriver
 from drivers.modbus import ModbusDriver
 from drivers.opcua_client import OpcuaDriver
-from drivers.ocpp import OcppServer, Recorder
+from drivers.ocpp import OcppServer, Recorder, measurands
 from gateway.clock import utcnow
 from gateway.commands import Commands
 from gateway.meters import mirror
@@ -137,7 +137,8 @@ class App:
         await self.store.open()
         await self.store.events.record("gateway_started", {"gateway": self.settings.gateway.id})
         try:
-            context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state)
+            context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state,
+                                 self.settings, lambda sampled: measurands.read(sampled).points())
             self.web = WebServer(create_app(context), self.settings.web.listen)
             self.ocpp.links.web_port = self.web.port
             self.ocpp.links.charger_models = self.settings.charger_models

@@ -1,4 +1,4 @@
-"""The `evedge` command: run, demo, check-config, send, token, user, passwd, sim."""
+"""The `evedge` command: run, demo, check-config, send, token, user, passwd, export, sim."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from gateway.auth import Role, hash_password
+from gateway.clock import parse_iso
+from gateway.i18n import DEFAULT_LANGUAGE, LANGUAGES, Formats
 from gateway.logs import setup_logging
 from gateway.settings import ConfigError, Settings, config_path, load_settings, split_listen
 from gateway.store import Store
@@ -99,6 +101,25 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=[r.name for r in Role])
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    export = command("export", lambda a: 2, "History as files.")
+    export_sub = export.add_subparsers(dest="what", required=True, metavar="WHAT")
+    sessions = export_sub.add_parser("transactions", help="Charging sessions as CSV or Excel (.xlsx), from the store "
+                                     "(the gateway may be running).")  # fmt: skip
+    sessions.set_defaults(func=_export_transactions)
+    config_option(sessions)
+    sessions.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    sessions.add_argument("-o", "--output", type=Path, help="file to write (default: standard output for csv, "
+                          "transactions.xlsx for xlsx)")  # fmt: skip
+    sessions.add_argument("--since", type=parse_iso, help="sessions started from this time on (ISO 8601, UTC unless "
+                          "it has a zone)")  # fmt: skip
+    sessions.add_argument("--until", type=parse_iso, help="sessions started before this time")
+    sessions.add_argument("--charger", help="one charger's sessions")
+    sessions.add_argument("--id-tag", help="one badge's sessions")
+    sessions.add_argument("--stop-reason", help="sessions that ended for this reason (Local, Remote, EVDisconnected, ...)")
+    sessions.add_argument("--lang", choices=sorted(LANGUAGES), help="headers in this language and times in the site's "
+                          "zone (xlsx: always, English by default); a csv without it is for machines: field names, "
+                          "UTC")  # fmt: skip
 
     passwd = command("passwd", _passwd, "Hash a password for chargers.*.password_hash.")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
@@ -429,6 +450,36 @@ def _read_password(from_stdin: bool, length: tuple[int, int]) -> str | None:
         print(f"the password must be {length[0]} to {length[1]} characters long", file=sys.stderr)
         return None
     return password
+
+
+# -- export ----------------------------------------------------------------------------------------------
+
+
+def _export_transactions(args: argparse.Namespace) -> int:
+    from gateway.export import XLSX_MAX_ROWS, csv_chunks, write_xlsx
+    from gateway.store import DB_NAME
+    from gateway.store.db import read_rows
+    from gateway.store.transactions import EXPORT_COLUMNS, Filters
+
+    settings = load_settings(args.config)
+    db = settings.gateway.state_dir / DB_NAME
+    if not db.exists():
+        print(f"evedge export: no database at {db} (has the gateway run with this config?)", file=sys.stderr)
+        return 1
+    filters = Filters(args.since, args.until, args.charger, args.id_tag, args.stop_reason)
+    sql, params = filters.select(EXPORT_COLUMNS)
+    formats = Formats(args.lang or DEFAULT_LANGUAGE, settings.site.timezone)
+    if args.format == "xlsx":
+        output = args.output or Path("transactions.xlsx")
+        written = write_xlsx(read_rows(db, f"{sql} LIMIT {XLSX_MAX_ROWS}", params), output, formats,
+                             output.resolve().parent)  # fmt: skip
+        print(f"{written} sessions written to {output}", file=sys.stderr)
+        return 0
+    chunks = csv_chunks(read_rows(db, sql, params), formats if args.lang else None)
+    with (open(args.output, "wb") if args.output else contextlib.nullcontext(sys.stdout.buffer)) as out:
+        for chunk in chunks:
+            out.write(chunk)
+    return 0
 
 
 # -- sim -------------------------------------------------------------------------------------------------
