@@ -310,3 +310,16 @@ async def test_the_console_over_https(tmp_path):
         with pytest.raises(httpx.HTTPError):
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.app.web.port}") as plain:
                 await plain.get("/login")
+
+
+async def test_a_chargers_fault_shows_with_its_vendor_error(console):
+    from ocpp.v16 import call
+
+    sim = console.charger("CP16", "1.6", evses=2)
+    async with connected(sim), log_in(console, "guest") as guest:
+        await sim.call(call.StatusNotification(connector_id=2, error_code="GroundFailure", status="Faulted",
+                                               info="RCD tripped", vendor_error_code="E-4711"))  # fmt: skip
+        page = await guest.get("/chargers/CP16")
+        assert re.search(r"<td>Faulted</td><td>GroundFailure</td><td>RCD tripped</td><td>E-4711</td>", page.text)
+        events = await guest.get("/events", params={"kind": "status", "charger": "CP16"})
+        assert "EVSE 2 connector 1: Faulted (GroundFailure, RCD tripped, E-4711)" in events.text
