@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from fastapi.responses import HTMLResponse
 from gateway.commands import Command, CommandError
 from gateway.i18n import LANGUAGES, N_, Formats, negotiate, translations
 from gateway.web.console.recent import Recent
-from gateway.web.console.values import label, show
+from gateway.web.console.values import STATUS, label, show
 from gateway.web.deps import WebContext
 from gateway.web.sessions import CSRF_FIELD, CSRF_HEADER, Login, Sessions
 
@@ -68,6 +69,7 @@ class Console:
             lang=lang, languages=LANGUAGES, nav=self.nav, fmt=fmt, site_id=self.ctx.site.id,
             static=self.static, show=functools.partial(show, self.ctx.image, fmt, gettext.gettext),
             label=functools.partial(label, gettext.gettext),
+            status=lambda raw: gettext.gettext(STATUS[raw]) if raw in STATUS else raw,
         )  # fmt: skip
         return env
 
@@ -112,6 +114,10 @@ class Page:
 
     def gettext(self, message: str) -> str:
         return translations(self.lang).gettext(message)
+
+    def curve(self, labels: list[str], data: list[list[float | None]], **more: Any) -> str:
+        """A curve for the page's uPlot glue (app.js): its series' labels and [times, series...] columns."""
+        return json.dumps({"time": self.gettext("Time"), "labels": labels, "data": data, **more})
 
     def day(self, text: str) -> datetime | None:
         """A date typed in a filter (YYYY-MM-DD): the start of that day in the site's zone; None if it is not one."""

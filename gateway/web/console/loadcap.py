@@ -8,7 +8,6 @@ are shown key by key, so a key this page does not know yet still shows (raw) ins
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -41,7 +40,7 @@ async def loadcap_page(page: Viewer, part: str | None = None) -> HTMLResponse:
         return page.render("_allocation.html", part=True, **values)
     curve = page.console.recent.curve(CURVE)
     return page.render("loadcap.html", section="loadcap", live="/live/loadcap",
-                       curve=json.dumps({"labels": [page.gettext(m) for m in CURVE_LABELS], "data": curve}),
+                       curve=page.curve([page.gettext(m) for m in CURVE_LABELS], curve),
                        **values)  # fmt: skip
 
 

@@ -128,5 +128,5 @@ def _curves(page: Page, readings: list[tuple[float, dict[str, float]]], limits: 
                 steps.append(leaf == "limit")
         if len(columns) > 1:
             out.append({"id": key, "title": page.gettext(title), "unit": unit,
-                        "data": json.dumps({"labels": shown, "data": columns, "spans": True, "steps": steps})})  # fmt: skip
+                        "data": page.curve(shown, columns, spans=True, steps=steps)})  # fmt: skip
     return out

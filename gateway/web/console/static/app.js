@@ -110,6 +110,12 @@ function makeCurve(holder) {
     scales: { x: { time: true } },
     legend: { live: true },
   };
+  // Times in the site's zone, as the page writes them (uPlot's own are in English).
+  const zone = document.documentElement.dataset.tz || undefined;
+  const clock = (seconds) => new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: seconds ? "2-digit" : undefined, timeZone: zone });
+  const moment = new Intl.DateTimeFormat(lang, { dateStyle: "short", timeStyle: "medium", timeZone: zone });
+  options.series[0] = { label: spec.time, value: (u, v) => (v == null ? "–" : moment.format(new Date(v * 1000))) };
+  options.axes[0] = { values: (u, splits, axis, space, increment) => splits.map((v) => clock(increment < 60).format(new Date(v * 1000))) };
   const plot = new uPlot(options, data, holder);
   curves.push({ plot, holder, scale, window: Number(holder.dataset.window || 0) });
   holder.dataset.points = String(data[0].length);
