@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 TlsFiles = Callable[[], Awaitable[tuple[Path, Path]]]  # the server certificate chain and key, made or renewed
 RENEW_EVERY_S = 12 * 3600.0
-LAG_EVERY_S, LAG_KEEP = 0.25, 480  # two minutes of samples
+LAG_EVERY_S, LAG_WINDOW_S = 0.25, 60.0  # health reports the lag of the last minute
 RESTART_AFTER_S = 5.0
 
 
@@ -46,7 +46,7 @@ class WebServer:
         self._socket = socket.create_server((self.host, port), family=family, reuse_port=False)
         self.port: int = self._socket.getsockname()[1]
         self.tls = tls
-        self.lags: collections.deque[float] = collections.deque(maxlen=LAG_KEEP)  # seconds late, per sample
+        self.lags: collections.deque[float] = collections.deque(maxlen=int(LAG_WINDOW_S / LAG_EVERY_S))  # s late
         app.state.base_url = _base_url(self.host, self.port, tls is not None)
         self._server: _InLoopServer | None = None
 
