@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import secrets
 import signal
 import socket
 import sys
@@ -270,6 +271,8 @@ class _DemoSite:
 
         await app.store.accounts.revoke_label("demo")  # the token of an earlier demo run
         token = await app.store.accounts.create_token(Role.admin, "demo")
+        console_password = secrets.token_urlsafe(9)  # a new one each run, like the token
+        await app.store.accounts.add_user("demo", console_password, Role.admin)
         web = f"http://127.0.0.1:{app.web.port}"
         ocpp = f"ws://127.0.0.1:{app.ocpp.port}/ocpp"
         specs = [
@@ -278,8 +281,8 @@ class _DemoSite:
             for n, c in enumerate(self.settings.chargers)
         ]  # fmt: skip
         self.fleet.extend(make_charger(spec) for spec in specs)
-        print(_demo_banner(web, ocpp, token, specs, self.grid.port if self.grid else None, self.settings),
-              flush=True)  # fmt: skip
+        print(_demo_banner(web, ocpp, token, specs, self.grid.port if self.grid else None, self.settings,
+                           console_password), flush=True)  # fmt: skip
         await run_site(self.fleet)
 
 
@@ -328,7 +331,7 @@ async def _serve_grid_meter(chargers: list[Any], host: str, port: int, started: 
 
 
 def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any], meter_port: int | None,
-                 settings: Settings) -> str:  # fmt: skip
+                 settings: Settings, console_password: str) -> str:  # fmt: skip
     versions = ", ".join(f"{s.id} ({s.version})" for s in specs)
     meter = f"modbus://127.0.0.1:{meter_port} unit 1 (Eastron SDM630)" if meter_port else "none"
     north = ""
@@ -344,6 +347,7 @@ evedge demo is running -- Ctrl-C stops everything.
   OCPP central system   {ocpp}/{{chargePointId}}
   Simulated chargers    {versions}
   Simulated grid meter  {meter}
+  Web console           {web}/  (user demo, password {console_password})
   Web and HTTP API      {web}/api/v1/health{north}
   API documentation     {web}/api/docs
   Admin token           {token}
