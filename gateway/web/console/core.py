@@ -115,6 +115,9 @@ class Page:
     def gettext(self, message: str) -> str:
         return translations(self.lang).gettext(message)
 
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return translations(self.lang).ngettext(singular, plural, n)
+
     def curve(self, labels: list[str], data: list[list[float | None]], **more: Any) -> str:
         """A curve for the page's uPlot glue (app.js): its series' labels and [times, series...] columns."""
         return json.dumps({"time": self.gettext("Time"), "labels": labels, "data": data, **more})

@@ -88,7 +88,8 @@ def summary(page: Page, kind: str, p: dict[str, Any]) -> str:
         return _("Connected with OCPP %(version)s") % {"version": p.get("ocpp_version")}
     if kind == "allocation":
         limits = p.get("limits") or {}
-        return _("%(count)s sessions shared, headroom %(headroom)s") % {
+        return page.ngettext("%(count)s session shared, headroom %(headroom)s",
+                             "%(count)s sessions shared, headroom %(headroom)s", len(limits)) % {
             "count": len(limits), "headroom": fmt.power(p.get("headroom_w"))}
     if kind == "failsafe":
         if p.get("on"):

@@ -91,6 +91,8 @@ function makeCurve(holder) {
   const spec = JSON.parse(document.querySelector(`[data-curve-for="${holder.id}"]`).textContent);
   const scale = Number(holder.dataset.scale || 1), unit = holder.dataset.unit || "";
   const data = spec.data.map((column, i) => (i === 0 ? column : column.map((v) => (v === null ? null : v * scale))));
+  // A single sample (a page opened just after start) would make uPlot span a day: give it the minute before.
+  if (data[0].length === 1) data.forEach((column, i) => column.unshift(i === 0 ? column[0] - 60 : null));
   const lang = document.documentElement.lang;
   const format = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
   // Ticks with the decimals their spacing needs (0.05 kWh apart: two), in the page's language.
@@ -115,7 +117,7 @@ function makeCurve(holder) {
   const clock = (seconds) => new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: seconds ? "2-digit" : undefined, timeZone: zone });
   const moment = new Intl.DateTimeFormat(lang, { dateStyle: "short", timeStyle: "medium", timeZone: zone });
   options.series[0] = { label: spec.time, value: (u, v) => (v == null ? "–" : moment.format(new Date(v * 1000))) };
-  options.axes[0] = { values: (u, splits, axis, space, increment) => splits.map((v) => clock(increment < 60).format(new Date(v * 1000))) };
+  options.axes[0] = { space: 90, values: (u, splits, axis, space, increment) => splits.map((v) => clock(increment < 60).format(new Date(v * 1000))) };
   const plot = new uPlot(options, data, holder);
   curves.push({ plot, holder, scale, window: Number(holder.dataset.window || 0) });
   holder.dataset.points = String(data[0].length);
