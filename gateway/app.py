@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import drivers.bacnet
@@ -23,7 +24,7 @@ import drivers.opcua_client
 from drivers.bacnet import BacnetDriver
 from drivers.modbus import ModbusDriver
 from drivers.opcua_client import OpcuaDriver
-from drivers.ocpp import OcppServer, Recorder
+from drivers.ocpp import OcppServer, Recorder, measurands
 from gateway.clock import utcnow
 from gateway.commands import Commands
 from gateway.meters import mirror
@@ -33,7 +34,7 @@ from gateway.sdnotify import feed_watchdog, notify, watchdog_interval
 from gateway.settings import BacnetMeter, ModbusRtuMeter, ModbusTcpMeter, OpcuaMeter, Settings
 from gateway.store import Store
 from gateway.web.api import WebContext, create_app
-from gateway.web.server import WebServer
+from gateway.web.server import TlsFiles, WebServer
 from rules import schedules
 from rules.loadcap import LoadCap
 from rules.schedules import Schedules
@@ -137,8 +138,9 @@ class App:
         await self.store.open()
         await self.store.events.record("gateway_started", {"gateway": self.settings.gateway.id})
         try:
-            context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state)
-            self.web = WebServer(create_app(context), self.settings.web.listen)
+            context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state,
+                                 self.settings, lambda sampled: measurands.read(sampled).points())
+            self.web = WebServer(create_app(context), self.settings.web.listen, self._web_tls())
             self.ocpp.links.web_port = self.web.port
             self.ocpp.links.charger_models = self.settings.charger_models
             async with asyncio.TaskGroup() as tasks:
@@ -174,6 +176,20 @@ class App:
             await self.store.events.record("gateway_stopped", {"gateway": self.settings.gateway.id})
         finally:
             await self.store.close()
+
+    def _web_tls(self) -> TlsFiles | None:
+        """HTTPS for the console: a given certificate, else the one the site CA makes for OCPP over TLS."""
+        web = self.settings.web
+        if not web.tls:
+            return None
+        if web.tls_certificate is not None and web.tls_private_key is not None:
+            given = (web.tls_certificate, web.tls_private_key)
+
+            async def files() -> tuple[Path, Path]:
+                return given
+
+            return files
+        return self.ocpp.pki.server_files
 
     async def _housekeeping(self) -> None:
         keep = self.settings.store

@@ -1,4 +1,4 @@
-"""The `evedge` command: run, demo, check-config, send, token, user, passwd, sim."""
+"""The `evedge` command: run, demo, check-config, send, token, user, passwd, export, sim."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import secrets
 import signal
 import socket
 import sys
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from gateway.auth import Role, hash_password
+from gateway.clock import parse_iso
 from gateway.commands import CommandError, SetSiteLimit
+from gateway.i18n import DEFAULT_LANGUAGE, LANGUAGES, Formats
 from gateway.logs import setup_logging
 from gateway.settings import ConfigError, Settings, config_path, load_settings, split_listen
 from gateway.store import Store
@@ -110,6 +113,25 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=[r.name for r in Role])
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    export = command("export", lambda a: 2, "History as files.")
+    export_sub = export.add_subparsers(dest="what", required=True, metavar="WHAT")
+    sessions = export_sub.add_parser("transactions", help="Charging sessions as CSV or Excel (.xlsx), from the store "
+                                     "(the gateway may be running).")  # fmt: skip
+    sessions.set_defaults(func=_export_transactions)
+    config_option(sessions)
+    sessions.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    sessions.add_argument("-o", "--output", type=Path, help="file to write (default: standard output for csv, "
+                          "transactions.xlsx for xlsx)")  # fmt: skip
+    sessions.add_argument("--since", type=parse_iso, help="sessions started from this time on (ISO 8601, UTC unless "
+                          "it has a zone)")  # fmt: skip
+    sessions.add_argument("--until", type=parse_iso, help="sessions started before this time")
+    sessions.add_argument("--charger", help="one charger's sessions")
+    sessions.add_argument("--id-tag", help="one badge's sessions")
+    sessions.add_argument("--stop-reason", help="sessions that ended for this reason (Local, Remote, EVDisconnected, ...)")
+    sessions.add_argument("--lang", choices=sorted(LANGUAGES), help="headers in this language and times in the site's "
+                          "zone (xlsx: always, English by default); a csv without it is for machines: field names, "
+                          "UTC")  # fmt: skip
 
     passwd = command("passwd", _passwd, "Hash a password for chargers.*.password_hash.")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
@@ -260,6 +282,8 @@ class _DemoSite:
 
         await app.store.accounts.revoke_label("demo")  # the token of an earlier demo run
         token = await app.store.accounts.create_token(Role.admin, "demo")
+        console_password = secrets.token_urlsafe(9)  # a new one each run, like the token
+        await app.store.accounts.add_user("demo", console_password, Role.admin)
         web = f"http://127.0.0.1:{app.web.port}"
         ocpp = f"ws://127.0.0.1:{app.ocpp.port}/ocpp"
         specs = [
@@ -268,8 +292,8 @@ class _DemoSite:
             for n, c in enumerate(self.settings.chargers)
         ]  # fmt: skip
         self.fleet.extend(make_charger(spec) for spec in specs)
-        print(_demo_banner(web, ocpp, token, specs, self.grid.port if self.grid else None, self.settings),
-              flush=True)  # fmt: skip
+        print(_demo_banner(web, ocpp, token, specs, self.grid.port if self.grid else None, self.settings,
+                           console_password), flush=True)  # fmt: skip
         await run_site(self.fleet)
 
 
@@ -318,7 +342,7 @@ async def _serve_grid_meter(chargers: list[Any], host: str, port: int, started: 
 
 
 def _demo_banner(web: str, ocpp: str, token: str, specs: list[Any], meter_port: int | None,
-                 settings: Settings) -> str:  # fmt: skip
+                 settings: Settings, console_password: str) -> str:  # fmt: skip
     versions = ", ".join(f"{s.id} ({s.version})" for s in specs)
     meter = f"modbus://127.0.0.1:{meter_port} unit 1 (Eastron SDM630)" if meter_port else "none"
     north = ""
@@ -334,6 +358,7 @@ evedge demo is running -- Ctrl-C stops everything.
   OCPP central system   {ocpp}/{{chargePointId}}
   Simulated chargers    {versions}
   Simulated grid meter  {meter}
+  Web console           {web}/  (user demo, password {console_password})
   Web and HTTP API      {web}/api/v1/health{north}
   API documentation     {web}/api/docs
   Admin token           {token}
@@ -460,6 +485,36 @@ def _read_password(from_stdin: bool, length: tuple[int, int]) -> str | None:
         print(f"the password must be {length[0]} to {length[1]} characters long", file=sys.stderr)
         return None
     return password
+
+
+# -- export ----------------------------------------------------------------------------------------------
+
+
+def _export_transactions(args: argparse.Namespace) -> int:
+    from gateway.export import XLSX_MAX_ROWS, csv_chunks, write_xlsx
+    from gateway.store import DB_NAME
+    from gateway.store.db import read_rows
+    from gateway.store.transactions import EXPORT_COLUMNS, Filters
+
+    settings = load_settings(args.config)
+    db = settings.gateway.state_dir / DB_NAME
+    if not db.exists():
+        print(f"evedge export: no database at {db} (has the gateway run with this config?)", file=sys.stderr)
+        return 1
+    filters = Filters(args.since, args.until, args.charger, args.id_tag, args.stop_reason)
+    sql, params = filters.select(EXPORT_COLUMNS)
+    formats = Formats(args.lang or DEFAULT_LANGUAGE, settings.site.timezone)
+    if args.format == "xlsx":
+        output = args.output or Path("transactions.xlsx")
+        written = write_xlsx(read_rows(db, f"{sql} LIMIT {XLSX_MAX_ROWS}", params), output, formats,
+                             output.resolve().parent)  # fmt: skip
+        print(f"{written} sessions written to {output}", file=sys.stderr)
+        return 0
+    chunks = csv_chunks(read_rows(db, sql, params), formats if args.lang else None)
+    with (open(args.output, "wb") if args.output else contextlib.nullcontext(sys.stdout.buffer)) as out:
+        for chunk in chunks:
+            out.write(chunk)
+    return 0
 
 
 # -- sim -------------------------------------------------------------------------------------------------

@@ -216,6 +216,22 @@ class OcppSettings(Section):
 
 class WebSettings(Section):
     listen: Listen = Field("0.0.0.0:8080", description="Console and HTTP API (/api/v1)")
+    tls: bool = Field(False, description="HTTPS on that port: with the server certificate the site CA makes in "
+                      "{state_dir}/pki (as for OCPP over TLS), or tls_certificate and tls_private_key")  # fmt: skip
+    tls_certificate: Path | None = Field(None, description="Server certificate chain (PEM) for HTTPS, instead of "
+                                         "the site CA's (re-read twice a day)")  # fmt: skip
+    tls_private_key: Path | None = Field(None, description="Its private key (PEM)")
+    session_idle_min: int = Field(30, ge=1, le=1440, description="A console login ends after this many minutes "
+                                  "without a request")  # fmt: skip
+
+    @field_validator("tls_certificate", "tls_private_key")
+    @classmethod
+    def _readable_pem(cls, path: Path | None) -> Path | None:
+        return OcppSettings._readable_pem(path)
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> WebSettings:
+        return _together(self, "tls_certificate", "tls_private_key")
 
 
 class SiteSettings(Section):

@@ -15,8 +15,11 @@ START=yes
 command -v apt-get >/dev/null || { echo "this installer is for Debian / Raspberry Pi OS" >&2; exit 1; }
 
 packages=(python3 python3-venv)
-while read -r package _; do
+while read -r package scope _; do
     case "$package" in ''|'#'*) continue ;; esac
+    [ "$scope" = test ] && continue  # what only the tests need (a browser) stays off the site's box
+    # A command of that name counts: Node.js from another source brings its own npm (Debian's would conflict).
+    command -v "$package" >/dev/null 2>&1 && continue
     packages+=("$package")
 done < "$SRC/tools/debian-packages"
 apt-get update -qq
@@ -25,6 +28,9 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "evedge 
 
 id evedge >/dev/null 2>&1 || useradd --system --home-dir /var/lib/evedge --shell /usr/sbin/nologin evedge
 usermod -a -G dialout evedge
+
+# The console's front-end files (npm registry), into the source tree the package is then built from.
+"$SRC/tools/build-console"
 
 mkdir -p "$PREFIX"
 [ -x "$PREFIX/.venv/bin/python" ] || python3 -m venv "$PREFIX/.venv"

@@ -94,11 +94,12 @@ class Recorder:
         log.info("charger booted charger=%s vendor=%s model=%s firmware=%s", charger_id, vendor, model, firmware)
 
     async def status(self, charger_id: str, evse: int, connector: int, status: str, error_code: str | None = None,
-                     info: str | None = None, ts: datetime | None = None) -> None:  # fmt: skip
+                     info: str | None = None, ts: datetime | None = None,
+                     vendor_error_code: str | None = None) -> None:  # fmt: skip
         """Status of an EVSE's connector in the 1.6 vocabulary; EVSE 0 is the charger as a whole."""
         ts = ts or utcnow()
         _check(evse, connector)
-        await self.store.chargers.status(charger_id, evse, connector, status, error_code, info, ts)
+        await self.store.chargers.status(charger_id, evse, connector, status, error_code, info, ts, vendor_error_code)
         if not self._newest(("status", charger_id, evse, connector), ts):
             log.info("a status older than the one shown is recorded only charger=%s evse=%d status=%s ts=%s",
                      charger_id, evse, status, iso(ts))  # fmt: skip

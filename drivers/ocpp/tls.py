@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -94,6 +95,7 @@ class SitePki:
         self.ca: x509.Certificate | None = None
         self._ca_key: Any = None
         self._server: x509.Certificate | None = None
+        self._making = threading.Lock()  # the OCPP listener and the web server may ask for the files at once
 
     @property
     def ca_pem(self) -> str:
@@ -118,9 +120,7 @@ class SitePki:
         return self.context
 
     def _open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.ca, self._ca_key = self._site_ca()
-        cert, key = self._server_files()
+        cert, key = self._files()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_ciphers(CIPHERS)
@@ -135,6 +135,18 @@ class SitePki:
         context.sslobject_class = _LoggedHandshake
         self.context = context
 
+    async def server_files(self) -> tuple[Path, Path]:
+        """The server certificate chain and its key, made (with the site CA) or renewed when due: the web
+        console's HTTPS shows browsers the certificate the chargers see."""
+        return await asyncio.to_thread(self._files)
+
+    def _files(self) -> tuple[Path, Path]:
+        with self._making:
+            if self.ca is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self.ca, self._ca_key = self._site_ca()
+            return self._server_files()
+
     async def keep_renewed(self) -> None:
         """Check the server certificate twice a day: made again before it expires (running for years)."""
         while True:
@@ -147,7 +159,7 @@ class SitePki:
     async def renew(self) -> None:
         """New handshakes get a renewed (or, when configured, re-read) server certificate."""
         assert self.context is not None
-        files = await asyncio.to_thread(self._server_files)
+        files = await asyncio.to_thread(self._files)
         self.context.load_cert_chain(*files)  # in the loop: the context is not changed under a handshake
 
     def _site_ca(self) -> tuple[x509.Certificate, Any]:

@@ -1,7 +1,13 @@
-"""Console users (hashed passwords) and API tokens (hashed, shown once)."""
+"""Console users (hashed passwords) and API tokens (hashed, shown once).
+
+A password hash is slow on purpose (scrypt, tens of ms and 16 MiB): it is made and checked in a worker thread,
+never in the event loop that serves the chargers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from datetime import datetime, timedelta
 
 from gateway.auth import Role, hash_password, new_token, token_digest, verify_password
@@ -43,11 +49,15 @@ class Accounts:
                               (iso(utcnow()),))  # fmt: skip
 
     async def add_user(self, name: str, password: str, role: Role) -> None:
+        digest = await asyncio.to_thread(hash_password, password)
         await self.db.execute(
             "INSERT INTO users (name, password_hash, role, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash, role = excluded.role",
-            (name, hash_password(password), role.name, iso(utcnow())),
+            (name, digest, role.name, iso(utcnow())),
         )
+
+    async def has_users(self) -> bool:
+        return await self.db.fetchone("SELECT 1 FROM users LIMIT 1") is not None
 
     async def password_hashes(self) -> dict[str, tuple[str, Role]]:
         """Every user's hash and role, for a server that checks passwords where it cannot await (asyncua).
@@ -56,7 +66,19 @@ class Accounts:
         return {r["name"]: (r["password_hash"], Role[r["role"]]) for r in rows if r["role"] in Role.__members__}
 
     async def check_user(self, name: str, password: str) -> Role | None:
+        """The user's role when the password is theirs. An unknown name costs the same hash as a known one, so
+        the time taken does not tell whether a user exists."""
         row = await self.db.fetchone("SELECT password_hash, role FROM users WHERE name = ?", (name,))
-        if row is None or not verify_password(password, row["password_hash"]):
+        stored = row["password_hash"] if row is not None else None
+        if not await asyncio.to_thread(_verify, password, stored):
             return None
         return Role.parse(row["role"])
+
+
+def _verify(password: str, stored: str | None) -> bool:
+    return verify_password(password, stored if stored is not None else _decoy()) and stored is not None
+
+
+@functools.cache
+def _decoy() -> str:
+    return hash_password("no user has this password")

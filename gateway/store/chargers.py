@@ -51,7 +51,7 @@ class Chargers:
         )
 
     async def status(self, charger_id: str, evse: int, connector: int, status: str, error_code: str | None,
-                     info: str | None, at: datetime) -> None:  # fmt: skip
+                     info: str | None, at: datetime, vendor_error_code: str | None = None) -> None:  # fmt: skip
         """The latest status of a connector; a change (status or error code) is an event."""
 
         async def op(conn: aiosqlite.Connection) -> None:
@@ -61,15 +61,18 @@ class Chargers:
             )
             before = await cursor.fetchone()
             await conn.execute(
-                "INSERT INTO connector_status (charger_id, evse, connector, status, error_code, info, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (charger_id, evse, connector) DO UPDATE SET "
-                "status = excluded.status, error_code = excluded.error_code, info = excluded.info, ts = excluded.ts",
-                (charger_id, evse, connector, status, error_code, info, iso(at)),
+                "INSERT INTO connector_status (charger_id, evse, connector, status, error_code, info, ts, "
+                "vendor_error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (charger_id, evse, connector) DO UPDATE "
+                "SET status = excluded.status, error_code = excluded.error_code, info = excluded.info, ts = excluded.ts, "
+                "vendor_error_code = excluded.vendor_error_code",
+                (charger_id, evse, connector, status, error_code, info, iso(at), vendor_error_code),
             )
             if before is None or tuple(before) != (status, error_code):
-                await self.site_events.within(conn, "status", {
-                    "charger": charger_id, "evse": evse, "connector": connector, "status": status,
-                    "error_code": error_code, "info": info}, at)  # fmt: skip
+                payload = {"charger": charger_id, "evse": evse, "connector": connector, "status": status,
+                           "error_code": error_code, "info": info}  # fmt: skip
+                if vendor_error_code:
+                    payload["vendor_error_code"] = vendor_error_code
+                await self.site_events.within(conn, "status", payload, at)
 
         await self.db.write(op)
 
@@ -123,7 +126,7 @@ class Chargers:
         return {r["id"]: dict(r) for r in rows}
 
     async def statuses(self, charger_id: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT charger_id, evse, connector, status, error_code, info, ts FROM connector_status"
+        sql = "SELECT charger_id, evse, connector, status, error_code, info, vendor_error_code, ts FROM connector_status"
         if charger_id:
             return [dict(r) for r in await self.db.fetchall(sql + " WHERE charger_id = ?", (charger_id,))]
         return [dict(r) for r in await self.db.fetchall(sql)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -160,6 +160,19 @@ def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseExceptio
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def read_rows(path: Path, sql: str, params: Iterable[Any] = (), batch: int = 500) -> Iterator[tuple[Any, ...]]:
+    """The rows of a query, from a read-only connection of their own, fetched a batch at a time: for a worker
+    thread (an export of 100k sessions) that must neither hold the event loop's reader nor load them all."""
+    # Not bound to one thread: a streamed response may fetch each batch from another worker of the pool.
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+    try:
+        cursor = conn.execute(sql, tuple(params))
+        while rows := cursor.fetchmany(batch):
+            yield from rows
+    finally:
+        conn.close()
 
 
 def where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:

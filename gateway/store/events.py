@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,10 @@ class EventListener:
     async def get(self) -> list[Event]:
         """Wait for at least one event; return all waiting, oldest first."""
         await self._ready.wait()
+        return self.drain()
+
+    def drain(self) -> list[Event]:
+        """The events waiting, oldest first (none: an empty list), without waiting."""
         events = list(self._queue)
         self._queue.clear()
         self._ready.clear()
@@ -94,12 +99,31 @@ class Events:
                 for listener in self._listeners:
                     listener._offer(event)
 
-    async def query(self, kind: str | None = None, since: datetime | None = None, limit: int = 1000) -> list[dict]:
-        clause, params = where(("kind = ?", kind), ("ts >= ?", since and iso(since)))
+    async def query(self, kind: str | None = None, since: datetime | None = None, limit: int = 1000, *,
+                    kinds: Sequence[str] = (), charger: str | None = None, until: datetime | None = None,
+                    before: int | None = None) -> list[dict]:  # fmt: skip
+        """Newest first: of a kind (or of any of kinds), about a charger, in [since, until), older than id before."""
+        clause, params = where(("kind = ?", kind), ("ts >= ?", since and iso(since)), ("ts < ?", until and iso(until)),
+                               ("json_extract(payload, '$.charger') = ?", charger), ("id < ?", before))  # fmt: skip
+        if kinds:
+            clause = f"{clause} AND " if clause else "WHERE "
+            clause += f"kind IN ({', '.join('?' * len(kinds))})"
+            params += list(kinds)
         rows = await self.db.fetchall(
             f"SELECT id, ts, kind, payload FROM events {clause} ORDER BY id DESC LIMIT ?", (*params, limit)
         )
         return [{"id": r["id"], "ts": r["ts"], "kind": r["kind"], "payload": json.loads(r["payload"])} for r in rows]
+
+    async def allocation_limits(self, key: str, since: datetime, until: datetime | None = None,
+                                limit: int = 5000) -> list[tuple[str, float | None]]:  # fmt: skip
+        """What the load cap sent one EVSE ("CP01/1") at each allocation change in [since, until): (ts, W, None
+        when it had no limit). Read out of each event by SQLite, never by decoding every site-wide allocation."""
+        rows = await self.db.fetchall(
+            "SELECT ts, json_extract(payload, ?) AS sent FROM events WHERE kind = 'allocation' AND ts >= ? "
+            "AND (? IS NULL OR ts < ?) ORDER BY id LIMIT ?",
+            (f'$.limits."{key}".sent_w', iso(since), until and iso(until), until and iso(until), limit),
+        )
+        return [(r["ts"], r["sent"]) for r in rows]
 
     async def prune(self, before: datetime) -> None:
         await self.db.execute("DELETE FROM events WHERE ts < ?", (iso(before),))

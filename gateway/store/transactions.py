@@ -26,11 +26,39 @@ COLUMNS = (
     "id, charger_id, ocpp_id, evse, connector, id_tag, started_at, stopped_at, meter_start_wh, meter_last_wh, "
     "meter_stop_wh, energy_wh, soc_start, soc_end, stop_reason"
 )
-# What the API and the exports show, in this order.
+# What the API and the exports show, in this order; EXPORT_COLUMNS selects them so.
 EXPORT_FIELDS = (
     "id", "charger", "evse", "connector", "id_tag", "started_at", "stopped_at", "meter_start_wh",
     "meter_stop_wh", "energy_wh", "soc_start", "soc_end", "stop_reason",
 )  # fmt: skip
+EXPORT_COLUMNS = ", ".join("charger_id" if f == "charger" else f for f in EXPORT_FIELDS)
+
+
+# What sessions can be sorted by; id breaks ties, so paging is stable.
+SORTS = ("started_at", "stopped_at", "id", "charger_id", "id_tag", "energy_wh", "soc_end", "stop_reason")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which sessions: started in [since, until), at a charger, with a badge, ended for a reason."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    charger_id: str | None = None
+    id_tag: str | None = None
+    stop_reason: str | None = None
+
+    def select(self, columns: str, sort: str = "started_at", descending: bool = True) -> tuple[str, list[Any]]:
+        """The SELECT of these sessions' columns in this order (sort is one of SORTS), and its parameters."""
+        if sort not in SORTS:
+            raise ValueError(f"cannot sort sessions by {sort!r}")
+        clause, params = where(("started_at >= ?", self.since and iso(self.since)),
+                               ("started_at < ?", self.until and iso(self.until)),
+                               ("charger_id = ?", self.charger_id), ("id_tag = ?", self.id_tag),
+                               ("stop_reason = ?", self.stop_reason))  # fmt: skip
+        order = "DESC" if descending else "ASC"
+        tie = "" if sort == "id" else f", id {order}"
+        return f"SELECT {columns} FROM transactions {clause} ORDER BY {sort} {order}{tie}", params
 
 
 @dataclass(frozen=True)
@@ -209,6 +237,24 @@ class Transactions:
         )
         return [_from_row(r) for r in rows]  # type: ignore[misc]
 
+    async def open_all(self) -> list[Transaction]:
+        """Every session still running on the site."""
+        rows = await self.db.fetchall(f"SELECT {COLUMNS} FROM transactions WHERE stopped_at IS NULL ORDER BY id")
+        return [_from_row(r) for r in rows]  # type: ignore[misc]
+
+    async def samples(self, transaction_id: int, limit: int = 20000) -> list[tuple[str, str]]:
+        """A session's meter values as (ts, sampled values as the stored JSON text), oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT ts, sampled_value FROM meter_values WHERE transaction_id = ? ORDER BY ts, id LIMIT ?",
+            (transaction_id, limit),
+        )
+        return [(r["ts"], r["sampled_value"]) for r in rows]
+
+    async def stop_reasons(self) -> list[str]:
+        """The reasons sessions of this site ended for."""
+        rows = await self.db.fetchall("SELECT DISTINCT stop_reason FROM transactions WHERE stop_reason IS NOT NULL")
+        return sorted(r["stop_reason"] for r in rows)
+
     async def query(
         self,
         since: datetime | None = None,
@@ -218,10 +264,14 @@ class Transactions:
         limit: int = 10000,
     ) -> list[Transaction]:
         """Sessions that started in [since, until), newest first."""
-        clause, params = _filters(since, until, charger_id, id_tag)
-        rows = await self.db.fetchall(
-            f"SELECT {COLUMNS} FROM transactions {clause} ORDER BY started_at DESC, id DESC LIMIT ?", (*params, limit)
-        )
+        return await self.page(Filters(since, until, charger_id, id_tag), limit=limit)
+
+    async def page(self, filters: Filters, sort: str = "started_at", descending: bool = True, offset: int = 0,
+                   limit: int = 100) -> list[Transaction]:  # fmt: skip
+        """One page of the sessions that pass the filters, in the order asked for (an index walk: cheap at any
+        depth of a history of 100k sessions, never all of them in memory)."""
+        sql, params = filters.select(COLUMNS, sort, descending)
+        rows = await self.db.fetchall(f"{sql} LIMIT ? OFFSET ?", (*params, limit, offset))
         return [_from_row(r) for r in rows]  # type: ignore[misc]
 
     async def meter_value_rows(
@@ -267,13 +317,6 @@ def _delete_batch(before: str, batch: int):
         return cursor.rowcount
 
     return op
-
-
-def _filters(
-    since: datetime | None, until: datetime | None, charger_id: str | None, id_tag: str | None
-) -> tuple[str, list[Any]]:
-    return where(("started_at >= ?", since and iso(since)), ("started_at < ?", until and iso(until)),
-                 ("charger_id = ?", charger_id), ("id_tag = ?", id_tag))
 
 
 async def _advance(conn: aiosqlite.Connection, transaction_id: int, samples: list[Sample]) -> None:

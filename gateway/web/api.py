@@ -6,8 +6,7 @@ writes the audit record, so the API never second-guesses it.
 
 from __future__ import annotations
 
-import csv
-import io
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Path, Request
@@ -17,8 +16,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.commands import CommandError, OcppRequest, SetManualLimit, SetMode, SetSiteLimit
-from gateway.store.transactions import EXPORT_FIELDS
+from gateway.i18n import Formats, negotiate
+from gateway.store.transactions import Filters
 from gateway.web import badges, charging_profiles, files, reports
+from gateway.web.exports import transactions_file
+from gateway.web.sessions import Sessions
 from gateway.web.deps import (
     API_VERSION,
     Acting,
@@ -52,6 +54,9 @@ def create_app(ctx: WebContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
+    app.state.sessions = Sessions(ctx.settings.web.session_idle_min * 60.0)  # console logins, for the API too
+    app.state.background = []  # what the web server runs beside it
+    app.state.stopping = asyncio.Event()
     app.include_router(_router())
     for part in (badges, charging_profiles, files, reports):
         app.include_router(part.router, prefix=f"/api/{API_VERSION}")
@@ -72,6 +77,9 @@ def create_app(ctx: WebContext) -> FastAPI:
             return JSONResponse({"detail": [{k: v for k, v in e.items() if k != "input"} for e in errors]},
                                 status_code=422)  # fmt: skip
 
+    from gateway.web import console  # its pages read through this module's views: imported once it is whole
+
+    console.install(app, ctx)
     return app
 
 
@@ -87,13 +95,13 @@ def _router() -> APIRouter:
     @api.get("/chargers", summary="Topology, connection and live state of every charger")
     async def chargers(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
         info = await ctx.store.chargers.info()
-        return [_charger_view(ctx, cid, info.get(cid, {})) for cid in sorted(ctx.site.chargers)]
+        return [charger_view(ctx, cid, info.get(cid, {})) for cid in sorted(ctx.site.chargers)]
 
     @api.get("/chargers/{charger_id}", summary="One charger")
     async def charger(ctx: Ctx, _: Reader, charger_id: ChargerId) -> dict[str, Any]:
         known_charger(ctx, charger_id)
         info = await ctx.store.chargers.info(charger_id)
-        return _charger_view(ctx, charger_id, info.get(charger_id, {}))
+        return charger_view(ctx, charger_id, info.get(charger_id, {}))
 
     @api.get("/pending-chargers", summary="Unknown charger ids refused at the handshake")
     async def pending(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
@@ -116,22 +124,25 @@ def _router() -> APIRouter:
         payload = await json_object(request)
         return await ctx.commands.execute(OcppRequest(charger_id, action, payload), actor)
 
-    @api.get("/transactions", summary="Charging sessions, newest first", response_model=None)
+    @api.get("/transactions", summary="Charging sessions, newest first; csv and xlsx: every session the filters "
+             "pass (the xlsx headers in the Accept-Language's language, times in the site's zone)", response_model=None)
     async def transactions(
+        request: Request,
         ctx: Ctx,
         _: Reader,
         since: Since = None,
         until: Until = None,
         charger: str | None = None,
         id_tag: str | None = None,
-        format: Literal["json", "csv"] = "json",
+        stop_reason: str | None = None,
+        format: Literal["json", "csv", "xlsx"] = "json",
         limit: Limit = 10000,
     ) -> Response:
-        found = await ctx.store.transactions.query(utc(since), utc(until), charger, id_tag, limit)
-        rows = [tx.as_json() for tx in found]
-        if format == "csv":
-            return _csv(rows, EXPORT_FIELDS, "transactions.csv")
-        return JSONResponse(rows)
+        filters = Filters(utc(since), utc(until), charger, id_tag, stop_reason)
+        if format == "json":
+            return JSONResponse([tx.as_json() for tx in await ctx.store.transactions.page(filters, limit=limit)])
+        people = Formats(negotiate(request.headers.get("accept-language")), ctx.settings.site.timezone)
+        return await transactions_file(ctx, filters, format, people if format == "xlsx" else None)
 
     @api.get("/chargers/{charger_id}/meter-values", summary="Meter values as received, oldest first",
              response_model=None)
@@ -149,7 +160,7 @@ def _router() -> APIRouter:
 
     @api.get("/meters", summary="Every meter with its live values, their timestamps and qualities")
     async def meters(ctx: Ctx, _: Reader) -> list[dict[str, Any]]:
-        return [_meter_view(ctx, meter_id) for meter_id in sorted(ctx.site.meters)]
+        return [meter_view(ctx, meter_id) for meter_id in sorted(ctx.site.meters)]
 
     @api.get("/site", summary="Site limit and its sources, grid import, EV power, headroom, mode, fail-safe, and "
              "the allocation per EVSE with its reason")
@@ -208,7 +219,7 @@ class LimitBody(_Body):
     limit_w: Watts
 
 
-def _charger_view(ctx: WebContext, charger_id: str, info: dict[str, Any]) -> dict[str, Any]:
+def charger_view(ctx: WebContext, charger_id: str, info: dict[str, Any]) -> dict[str, Any]:
     charger = ctx.site.chargers[charger_id]
     prefix = f"chargers/{charger_id}/"
     live: dict[str, Any] = {}
@@ -239,7 +250,7 @@ def _charger_view(ctx: WebContext, charger_id: str, info: dict[str, Any]) -> dic
     }
 
 
-def _meter_view(ctx: WebContext, meter_id: str) -> dict[str, Any]:
+def meter_view(ctx: WebContext, meter_id: str) -> dict[str, Any]:
     prefix = f"meters/{meter_id}/"
     values = {name[len(prefix):]: point.as_json() | {"unit": ctx.image.unit(name)} for name, point in ctx.image.items(prefix)}
     online = values.pop("online", None)
@@ -253,14 +264,3 @@ def _meter_view(ctx: WebContext, meter_id: str) -> dict[str, Any]:
         "values": dict(sorted(values.items())),
     }
 
-
-def _csv(rows: list[dict[str, Any]], fields: tuple[str, ...], filename: str) -> Response:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )

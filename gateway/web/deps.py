@@ -3,8 +3,9 @@ bearer token, the role checks, and the common parameters."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -15,7 +16,9 @@ from gateway.auth import Actor, Role
 from gateway.commands import Commands
 from gateway.model import Site
 from gateway.points import ProcessImage
+from gateway.settings import Settings
 from gateway.store import Store
+from gateway.web.sessions import CSRF_HEADER, sessions
 
 API_VERSION = "v1"
 MAX_ROWS = 10000  # per response: a page bigger than this would hold the event loop (and the chargers) too long
@@ -31,6 +34,10 @@ class WebContext:
     commands: Commands
     health: Callable[[], dict[str, Any]]
     loadcap: Callable[[], dict[str, Any]]  # its limits, their sources and the allocation
+    settings: Settings
+    # A MeterValue's sampled values (as a charger sent them) -> EVSE point leaves (power_w, soc, current_a_l1, ...)
+    sample_points: Callable[[list[dict[str, Any]]], dict[str, float]] = lambda _: {}
+    workbooks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))  # one .xlsx written at a time
 
 
 def context(request: Request) -> WebContext:
@@ -38,9 +45,13 @@ def context(request: Request) -> WebContext:
 
 
 async def current_actor(request: Request) -> Actor:
-    """The caller behind a bearer token; 401 without a valid one."""
+    """The caller behind a bearer token, else behind a console login (a request that changes something with
+    its page's CSRF token in the X-CSRF-Token header); 401 without either."""
     scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        login = sessions(request).acting(request, request.headers.get(CSRF_HEADER))
+        if login is not None:
+            return login.actor
         raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     found = await context(request).store.accounts.token_role(token.strip())
     if found is None:

@@ -178,6 +178,7 @@ async def test_demo_shows_sessions_within_a_minute(tmp_path):
             banner += line.decode()
         token = banner.split("Admin token")[1].split()[0]
         assert f"http://127.0.0.1:{web_port}/api/v1/health" in banner
+        assert f"Web console           http://127.0.0.1:{web_port}/  (user demo, password " in banner
         assert f"ws://127.0.0.1:{ocpp_port}/ocpp" in banner
         assert f"mqtt://127.0.0.1:{mqtt_port}" in banner and f"opc.tcp://127.0.0.1:{opcua_port}/evedge" in banner
 
