@@ -482,6 +482,7 @@ class Board:
                 self._masked.setdefault(masker, set()).add(alarm.id)
             holding = frozenset(m for m in maskers if m in self.alarms and self.alarms[m].holding)
             self._put(replace(alarm, masks=holding))
+            self.changed.add(alarm.id)
         self._routes[point] = tuple(ids)
         return self._routes[point]
 

@@ -82,20 +82,24 @@ class Recorder:
         log.info("charger booted charger=%s vendor=%s model=%s firmware=%s", charger_id, vendor, model, firmware)
 
     async def status(self, charger_id: str, evse: int, connector: int, status: str, error_code: str | None = None,
-                     info: str | None = None, ts: datetime | None = None) -> None:  # fmt: skip
+                     info: str | None = None, ts: datetime | None = None,
+                     vendor_error_code: str | None = None) -> None:  # fmt: skip
         """Status of an EVSE's connector in the 1.6 vocabulary; EVSE 0 is the charger as a whole."""
         ts = ts or utcnow()
         _check(evse, connector)
         await self.store.chargers.status(charger_id, evse, connector, status, error_code, info, ts)
+        # The error's details before the status: whoever reacts to a Faulted status finds them there.
+        details = {"error_code": error_code or "NoError", "error_info": info or "",
+                   "vendor_error_code": vendor_error_code or ""}  # fmt: skip
         if evse == 0:
+            self.image.update({charger_point(charger_id, k): v for k, v in details.items()}, ts)
             self.image.set(charger_point(charger_id, "status"), status, ts)
-            self.image.set(charger_point(charger_id, "error_code"), error_code or "NoError", ts)
             return
         if self.site.see_connector(charger_id, evse, connector) and self.site.chargers[charger_id].configured:
             log.warning("charger reports EVSE %d connector %d, more than its config says charger=%s", evse,
                         connector, charger_id)  # fmt: skip
+        self.image.update({evse_point(charger_id, evse, k): v for k, v in details.items()}, ts)
         self.image.set(evse_point(charger_id, evse, "status"), status, ts)
-        self.image.set(evse_point(charger_id, evse, "error_code"), error_code or "NoError", ts)
 
     async def authorize(self, charger_id: str, id_tag: str) -> Decision:
         """Accepted, Invalid, Expired or Blocked, with the badge's expiry and group (gateway/authorization.py)."""

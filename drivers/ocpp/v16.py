@@ -54,9 +54,11 @@ class Session16(Badges16, Certificates16, ChargingProfiles16, Files16, Reports16
 
     @on(Action.status_notification)
     async def on_status_notification(self, connector_id: int, error_code: str, status: str, info: str | None = None,
-                                     timestamp: str | None = None, **_: Any) -> call_result.StatusNotification:  # fmt: skip
+                                     timestamp: str | None = None, vendor_error_code: str | None = None,
+                                     **_: Any) -> call_result.StatusNotification:  # fmt: skip
         ts = when(timestamp) if timestamp else None
-        await self.recorder.status(self.id, connector_id, 1 if connector_id else 0, status, error_code, info, ts)
+        await self.recorder.status(self.id, connector_id, 1 if connector_id else 0, status, error_code, info, ts,
+                                   vendor_error_code)  # fmt: skip
         return call_result.StatusNotification()
 
     @on(Action.start_transaction)

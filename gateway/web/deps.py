@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Query, Request
 
 from gateway import strictjson
+from gateway.alarms import AlarmList
 from gateway.auth import Actor, Role
 from gateway.commands import Commands
 from gateway.model import Site
@@ -31,6 +32,7 @@ class WebContext:
     commands: Commands
     health: Callable[[], dict[str, Any]]
     loadcap: Callable[[], dict[str, Any]]  # its limits, their sources and the allocation
+    alarms: AlarmList | None = None
 
 
 def context(request: Request) -> WebContext:
