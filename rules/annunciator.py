@@ -207,11 +207,11 @@ class Annunciator:
         parent = a.point.rsplit("/", 1)[0]
         context = {leaf: self.image.value(f"{parent}/{leaf}") for leaf in d.context}
         limit = next((c.limit for c in d.conditions if c.kind == a.condition), None)
-        fields = {str(n): v for n, v in enumerate(a.captures, 1)} | context
+        fields = {str(n): v for n, v in enumerate(a.captures, 1)} | {k: v for k, v in context.items() if v != "NoError"}
         fields |= {"point": a.point, "value": _show(a.value), "condition": a.condition, "limit": _show(limit),
                    "level": a.level}  # fmt: skip
-        message = _FIELD.sub(lambda m: "" if fields.get(m[1], m[0]) is None else str(fields.get(m[1], m[0])),
-                             d.message or f"{d.id} on {a.point}").strip()  # fmt: skip
+        message = " ".join(_FIELD.sub(lambda m: "" if fields.get(m[1]) is None else str(fields[m[1]]),
+                                      d.message or f"{d.id} on {a.point}").split())  # fmt: skip
         state = a.state
         return {
             "id": a.id, "definition": d.id, "source": d.source, "point": a.point, "state": str(state),
@@ -276,8 +276,8 @@ def _days_left(path: Path, now: float) -> float | None:
         return None  # not made (yet): TLS or OPC UA off
     try:
         cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
-    except ValueError:
-        log.warning("certificate cannot be read path=%s", path)
+    except ValueError:  # being written (the OPC UA server's, at its first start), or damaged
+        log.debug("certificate cannot be read path=%s", path)
         return None
     return round((cert.not_valid_after_utc.timestamp() - now) / 86400, 1)
 

@@ -1,7 +1,8 @@
 """Alarms as OPC UA Alarms & Conditions (Part 9): AlarmConditionType events, Acknowledge, ConditionRefresh.
 
-Each alarm that leaves the normal state gets a condition object, ``Site.Alarms.{alarm id}`` (its ConditionId), and
-every change of it is an AlarmConditionType event from the Site object (SourceNode: the charger's object when the
+Each alarm that leaves the normal state gets a condition object, ``Site.Conditions.{alarm id}`` (its ConditionId; the
+counters are the variables of ``Site.Alarms``), and every change of it is an AlarmConditionType event from the Site
+object and from the Server object (SourceNode: the charger's object when the
 alarm is a charger's, else Site; InputNode: the point's variable) with ActiveState, AckedState, SuppressedState,
 OutOfServiceState, SuppressedOrShelved, Severity (level x 1000 / 30), Message, Comment, ClientUserId and Retain
 (true while the alarm is not normal). asyncua keeps the retained ones for ConditionRefresh.
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 _S = ua.StatusCodes
 ACKNOWLEDGE = ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge)
-FOLDER = f"{ROOT}.Alarms"
+FOLDER = f"{ROOT}.Conditions"
 
 
 def _two_state(true: str, false: str, value: bool) -> ua.LocalizedText:
@@ -50,18 +51,18 @@ class Conditions:
         self.alarms = alarms
         self.nodes: dict[str, ua.NodeId] = {}  # alarm id -> condition object
         self.by_node: dict[ua.NodeId, str] = {}
-        self.last_event: dict[str, bytes] = {}  # alarm id -> EventId of its latest event
+        self.last_event: dict[str, set[bytes]] = {}  # alarm id -> EventIds of its latest event (Site's, Server's)
         self.events = 0
-        self._generator: EventGenerator | None = None
-        self._template: Any = None
+        self._generators: list[tuple[EventGenerator, Any]] = []  # with their own event as a template
         self._folder: Any = None
 
     async def build(self) -> None:
         """The Site.Alarms folder, the event generator and our Acknowledge."""
         site = self.server.get_node(self.space.objects[ROOT])
-        self._folder = await site.add_folder(ua.NodeId(FOLDER, self.idx), ua.QualifiedName("Alarms", self.idx))
-        self._generator = await self.server.get_event_generator(ua.ObjectIds.AlarmConditionType, site)
-        self._template = self._generator.event
+        self._folder = await site.add_folder(ua.NodeId(FOLDER, self.idx), ua.QualifiedName("Conditions", self.idx))
+        for emitter in (site, self.server.nodes.server):
+            generator = await self.server.get_event_generator(ua.ObjectIds.AlarmConditionType, emitter)
+            self._generators.append((generator, generator.event))
         self.server.iserver.isession.add_method_callback(ACKNOWLEDGE, self._acknowledge)
 
     async def follow(self) -> None:
@@ -81,15 +82,13 @@ class Conditions:
             feed.close()
 
     async def emit(self, record: dict[str, Any]) -> None:
-        assert self._generator is not None
         node = await self._node(record["id"])
-        event = copy.copy(self._template)  # asyncua keeps the event object of a retained condition
         charger = record["point"].split("/")[1] if record["point"].startswith("chargers/") else None
         source = self.space.objects.get(f"{ROOT}.Chargers.{charger}") if charger else None
         variable = self.space.variables.get(record["point"])
         state = record["state"]
         active, acked = record["active"], record["acknowledged"]
-        setattr_all(event, {
+        fields = {
             "NodeId": node, "ConditionName": record["id"], "BranchId": ua.NodeId(),
             "SourceNode": source or self.space.objects[ROOT], "SourceName": charger or ROOT,
             "InputNode": variable[0] if variable else ua.NodeId(), "Retain": state != "normal",
@@ -104,11 +103,17 @@ class Conditions:
             "OutOfServiceState/Id": state == "out_of_service",
             "SuppressedOrShelved": state in ("suppressed", "shelved"),
             "Comment": ua.LocalizedText(record["comment"] or ""), "ClientUserId": record["by"] or "",
-        })  # fmt: skip
-        self._generator.event = event
+        }  # fmt: skip
         since = record["since"] or record["raised_at"]
-        await self._generator.trigger(time_attr=parse_iso(since) if since else None, message=record["message"])
-        self.last_event[record["id"]] = event.EventId.Value
+        ids = set()
+        for generator, template in self._generators:
+            event = copy.copy(template)  # asyncua keeps the event object of a retained condition: one each time
+            for name, value in fields.items():
+                setattr(event, name, value)
+            generator.event = event
+            await generator.trigger(time_attr=parse_iso(since) if since else None, message=record["message"])
+            ids.add(event.EventId.Value)
+        self.last_event[record["id"]] = ids
         self.events += 1
 
     async def _node(self, alarm_id: str) -> ua.NodeId:
@@ -127,7 +132,7 @@ class Conditions:
         if len(args) != 2:
             return ua.StatusCode(_S.BadArgumentsMissing if len(args) < 2 else _S.BadTooManyArguments)
         event_id, comment = args[0].Value, args[1].Value
-        if not isinstance(event_id, bytes) or event_id != self.last_event.get(alarm_id):
+        if not isinstance(event_id, bytes) or event_id not in self.last_event.get(alarm_id, ()):
             return ua.StatusCode(_S.BadEventIdUnknown)
         text = comment.Text if isinstance(comment, ua.LocalizedText) else None
         try:
@@ -139,7 +144,3 @@ class Conditions:
             return ua.StatusCode(_S.BadConditionBranchAlreadyAcked)
         return [] if status.is_good() else ua.CallMethodResult(StatusCode=status)
 
-
-def setattr_all(event: Any, fields: dict[str, Any]) -> None:
-    for name, value in fields.items():
-        setattr(event, name, value)
