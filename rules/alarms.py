@@ -433,10 +433,10 @@ class Board:
             self._masked.setdefault(masker, set()).add(alarm.id)
 
     def sample(self, point: str, value: Any, bad: bool, now: float) -> list[Transition]:
+        out: list[Transition] = []
         ids = self._routes.get(point)
         if ids is None:
-            ids = self._route(point, now)
-        out: list[Transition] = []
+            ids = self._route(point, now, out)
         for alarm_id in ids:
             self._step(alarm_id, Sample(value, bad), now, out)
         return out
@@ -466,7 +466,7 @@ class Board:
             heapq.heappop(self._wakes)  # a wake-up that was moved or is past
         return None
 
-    def _route(self, point: str, now: float) -> tuple[str, ...]:
+    def _route(self, point: str, now: float, out: list[Transition]) -> tuple[str, ...]:
         ids = []
         for definition in self.definitions:
             captures = definition.match(point)
@@ -480,9 +480,11 @@ class Board:
             maskers = definition.maskers(captures)
             for masker in maskers:
                 self._masked.setdefault(masker, set()).add(alarm.id)
-            holding = frozenset(m for m in maskers if m in self.alarms and self.alarms[m].holding)
-            self._put(replace(alarm, masks=holding))
+            self._put(alarm)
             self.changed.add(alarm.id)
+            for masker in maskers:  # made under a masker that holds: suppressed from the start, journaled
+                if masker in self.alarms and self.alarms[masker].holding:
+                    self._step(alarm.id, Masked(masker, True), now, out)
         self._routes[point] = tuple(ids)
         return self._routes[point]
 
