@@ -19,6 +19,7 @@ bench: setup
 	$(BIN)/python bench/ocpp_throughput.py
 	$(BIN)/python bench/modbus_poll.py
 	$(BIN)/python bench/loadcap.py
+	$(BIN)/python bench/alarms.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -227,11 +227,14 @@ class Alarm:
 
     @property
     def wake(self) -> float | None:
-        times = [self.shelved_until, self.service_until]
+        best = self.shelved_until
+        if self.service_until is not None and (best is None or self.service_until < best):
+            best = self.service_until
         for cond, timer in zip(self.definition.conditions, self.timers, strict=True):
             if timer.since is not None:
-                times.append(timer.since + (cond.off_delay_s if timer.active else cond.on_delay_s))
-        return min((t for t in times if t is not None), default=None)
+                at = timer.since + (cond.off_delay_s if timer.active else cond.on_delay_s)
+                best = at if best is None or at < best else best
+        return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +259,10 @@ class Transition:
 def step(alarm: Alarm, inp: Input, now: float) -> tuple[Alarm, list[Transition], float | None]:
     """One input to one alarm: its new state, what happened (in order), and when it must be stepped again (a Tick)
     at the latest. Raises :class:`Refused` for an action its state does not allow; the alarm is then unchanged."""
+    if type(inp) is Sample and not _due(alarm, now):
+        timers = _timers(alarm, inp, now)
+        if timers is alarm.timers:  # the usual case: a new value that changes nothing
+            return alarm, [], alarm.wake
     out: list[Transition] = []
     a = alarm
     if isinstance(inp, Act):
@@ -331,17 +338,33 @@ def _expire(a: Alarm, now: float, out: list[Transition]) -> Alarm:
     return a
 
 
-def _evaluate(a: Alarm, now: float, out: list[Transition], sampled: bool) -> Alarm:
-    """The condition layer, then what its change means for the annunciation."""
-    timers = []
+def _due(a: Alarm, now: float) -> bool:
+    return (a.shelved_until is not None and now >= a.shelved_until) or (
+        a.service_until is not None and now >= a.service_until)
+
+
+def _timers(a: Alarm, sample: Sample | None, now: float) -> tuple[Timer, ...]:
+    """The condition layer after a sample (or a tick: None); the very same tuple when nothing changed."""
+    timers, changed = [], False
     for cond, timer in zip(a.definition.conditions, a.timers, strict=True):
         on = timer.on
-        if sampled:
-            raw = cond.raw(timer.on or timer.active, a.value, a.bad)
+        if sample is not None:
+            raw = cond.raw(timer.on or timer.active, sample.value, sample.bad)
             on = timer.on if raw is None else raw
-        timers.append(_time(cond, timer, on, now))
-    current = _most_severe(a.definition.conditions, timers)
-    a = replace(a, timers=tuple(timers))
+        new = _time(cond, timer, on, now)
+        changed |= new is not timer
+        timers.append(new)
+    return tuple(timers) if changed else a.timers
+
+
+def _evaluate(a: Alarm, now: float, out: list[Transition], sampled: bool) -> Alarm:
+    """The condition layer, then what its change means for the annunciation. The alarm keeps the value it had
+    when its condition layer last changed: the value at the time of its transitions."""
+    timers = _timers(a, Sample(a.value, a.bad) if sampled else None, now)
+    if timers is a.timers:
+        return a
+    current = _most_severe(a.definition.conditions, list(timers))
+    a = replace(a, timers=timers)
     if current is None and a.condition is None:
         return a
     if current is not None and a.condition is not None and current.kind == a.condition:
@@ -365,17 +388,18 @@ def _process(before: Alarm, after: Alarm, kind: str, now: float, out: list[Trans
 
 
 def _time(cond: Condition, timer: Timer, on: bool, now: float) -> Timer:
+    """One condition's delays; the same Timer object when nothing changed."""
     if on and not timer.active:
         since = timer.since if timer.on and timer.since is not None else now
         if now - since >= cond.on_delay_s:
             return Timer(True, True, None)
-        return Timer(True, False, since)
+        return timer if timer.on and timer.since == since else Timer(True, False, since)
     if not on and timer.active:
         since = timer.since if not timer.on and timer.since is not None else now
         if now - since >= cond.off_delay_s:
             return Timer(False, False, None)
-        return Timer(False, True, since)
-    return Timer(on, timer.active, None)
+        return timer if not timer.on and timer.since == since else Timer(False, True, since)
+    return timer if timer.on == on and timer.since is None else Timer(on, timer.active, None)
 
 
 def _most_severe(conditions: tuple[Condition, ...], timers: list[Timer]) -> Condition | None:
@@ -491,7 +515,7 @@ class Board:
     def _step(self, alarm_id: str, inp: Input, now: float, out: list[Transition]) -> None:
         before = self.alarms[alarm_id]
         after, transitions, wake = step(before, inp, now)
-        if after == before:
+        if after is before:
             return
         self._put(after, before)
         if transitions:
