@@ -20,6 +20,7 @@ bench: setup
 	$(BIN)/python bench/modbus_poll.py
 	$(BIN)/python bench/loadcap.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/alarms.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -13,6 +13,11 @@ Topics under ``evedge/{gatewayId}/`` (PRODUCT.md §9):
   number, or null to lift): executed through the command door as the configured role, answered at the same
   topic + ``/reply`` and, with MQTT 5, on the request's response topic with its correlation data:
   ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": code, "message": why}``.
+- Alarms: the durable stream ``alarms`` (every transition, ``data`` = ``{"alarm": record, "transition": {"kind",
+  "before", "after", "actor", "comment"}}``), the retained ``alarms/active`` (the records of every alarm not in the
+  normal state, most severe first; ``[]`` when there is none), and the commands ``cmd/alarms/{id}/ack``
+  (``{"comment": "..."}``) and ``cmd/alarms/{id}/shelve`` (``{"minutes": 60, "comment": "..."}``), answered like
+  the others.
 
 The link is one task with reconnect and a doubling wait. Nothing here slows the chargers: the state comes
 from a coalescing feed, the durable streams from SQLite, and commands run in tasks of their own (bounded).
@@ -34,8 +39,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridges.outbox import Delivery
+from gateway.alarms import AcknowledgeAlarm, AlarmList, ShelveAlarm
 from gateway.auth import Actor, Role
-from gateway.commands import CommandError, Commands, OcppRequest, SetSiteLimit
+from gateway.commands import Command, CommandError, Commands, OcppRequest, SetSiteLimit
 from gateway.points import Point, ProcessImage
 from gateway.settings import MqttSettings, Settings
 from gateway.store import Store
@@ -60,7 +66,8 @@ def state_topic(point: str) -> tuple[str, str]:
 
 
 class MqttBridge:
-    def __init__(self, settings: Settings, image: ProcessImage, store: Store, commands: Commands) -> None:
+    def __init__(self, settings: Settings, image: ProcessImage, store: Store, commands: Commands,
+                 alarms: AlarmList | None = None) -> None:  # fmt: skip
         assert settings.mqtt is not None
         self.settings: MqttSettings = settings.mqtt
         self.base = f"evedge/{settings.gateway.id}"
@@ -76,6 +83,7 @@ class MqttBridge:
         self._states: dict[str, dict[str, Point]] = defaultdict(dict)  # state path -> leaf -> point
         self._feed = image.feed("")
         self._commands: set[asyncio.Task[None]] = set()
+        self.alarms = alarms
 
     # -- the link ----------------------------------------------------------------------------------------
 
@@ -134,9 +142,14 @@ class MqttBridge:
         self.last_error = None
         log.info("mqtt connected broker=%s:%s client_id=%s", self.settings.host, self.settings.port, self.client_id)
         await client.subscribe(f"{self.base}/cmd/+/+", qos=1)
+        if self.alarms is not None:
+            await client.subscribe(f"{self.base}/cmd/alarms/+/+", qos=1)
         await client.publish(f"{self.base}/status", ONLINE, qos=1, retain=True, timeout=math.inf)
         try:  # _receive ends with an error when the link is lost
-            await first_to_end(self._deliver(client), self._publish_states(client), self._receive(client))
+            parts = [self._deliver(client), self._publish_states(client), self._receive(client)]
+            if self.alarms is not None:
+                parts.append(self._publish_alarms(client, self.alarms))
+            await first_to_end(*parts)
         except asyncio.CancelledError:  # the gateway stops: say goodbye ourselves rather than by the last will
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
@@ -195,6 +208,19 @@ class MqttBridge:
         body = {leaf: point.as_json() for leaf, point in sorted(leaves.items())}
         return json.dumps(body, separators=(",", ":"), default=str).encode()
 
+    async def _publish_alarms(self, client: aiomqtt.Client, alarms: AlarmList) -> None:
+        """Retained alarms/active: at each connection, then at most every state_interval_s when the list changed."""
+        feed = alarms.feed()
+        try:
+            await alarms.ready.wait()
+            while True:
+                payload = json.dumps(alarms.active(), separators=(",", ":"), default=str).encode()
+                await client.publish(f"{self.base}/alarms/active", payload, qos=1, retain=True, timeout=math.inf)
+                await asyncio.sleep(self.settings.state_interval_s)
+                await feed.get()
+        finally:
+            feed.close()
+
     # -- commands ----------------------------------------------------------------------------------------
 
     async def _receive(self, client: aiomqtt.Client) -> None:
@@ -220,14 +246,19 @@ class MqttBridge:
         with contextlib.suppress(aiomqtt.MqttError):
             await self._reply(client, message, answer)
 
-    def _parse(self, topic: str, payload: Any) -> OcppRequest | SetSiteLimit:
-        target, action = topic.removeprefix(f"{self.base}/cmd/").split("/")
+    def _parse(self, topic: str, payload: Any) -> Command:
+        path = topic.removeprefix(f"{self.base}/cmd/").split("/")
         if not isinstance(payload, bytes | bytearray) or len(payload) > MAX_COMMAND_BYTES:
             raise CommandError("invalid", f"the payload must be JSON of at most {MAX_COMMAND_BYTES} bytes")
         try:
             body = json.loads(payload) if payload else {}
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CommandError("invalid", f"the payload is not JSON: {e}") from None
+        if len(path) == 3 and path[0] == "alarms":  # cmd/alarms/{id}/{action}
+            return _alarm_command(path[1], path[2], body)
+        if len(path) != 2:
+            raise CommandError("invalid", "commands are cmd/{chargerId}/{Action}, cmd/site/limit, cmd/alarms/{id}/ack")
+        target, action = path
         if target == "site":
             if action != "limit":
                 raise CommandError("invalid", f"the site takes cmd/site/limit, not {action!r}")
@@ -260,6 +291,19 @@ class MqttBridge:
             "state_coalesced": self._feed.coalesced,
             "last_error": self.last_error,
         }
+
+
+def _alarm_command(alarm_id: str, action: str, body: Any) -> Command:
+    if not isinstance(body, dict):
+        raise CommandError("invalid", "an alarm command's payload is a JSON object (or empty)")
+    unknown = set(body) - {"comment", "minutes"}
+    if unknown:
+        raise CommandError("invalid", f"unknown fields: {', '.join(sorted(unknown))}")
+    if action == "ack":
+        return AcknowledgeAlarm(alarm_id, body.get("comment"))
+    if action == "shelve":
+        return ShelveAlarm(alarm_id, body.get("comment"), body.get("minutes", 60))
+    raise CommandError("invalid", f"an alarm takes cmd/alarms/{{id}}/ack or /shelve, not {action!r}")
 
 
 def _first_error(error: BaseException) -> BaseException:

@@ -14,9 +14,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import bridges.notify
 import drivers.bacnet
 import drivers.ocpp.badges
+import rules.alarm_definitions
 from bridges.mqtt import MqttBridge
+from bridges.notify import Notifier
 from bridges.opcua_server import OpcuaServer
 from bridges.outbox import Outbox
 import drivers.modbus
@@ -25,6 +28,7 @@ from drivers.bacnet import BacnetDriver
 from drivers.modbus import ModbusDriver
 from drivers.opcua_client import OpcuaDriver
 from drivers.ocpp import OcppServer, Recorder, measurands
+from gateway.alarms import AlarmList
 from gateway.clock import utcnow
 from gateway.commands import Commands
 from gateway.meters import mirror
@@ -36,6 +40,7 @@ from gateway.store import Store
 from gateway.web.api import WebContext, create_app
 from gateway.web.server import TlsFiles, WebServer
 from rules import schedules
+from rules.annunciator import Annunciator
 from rules.loadcap import LoadCap
 from rules.schedules import Schedules
 
@@ -47,7 +52,7 @@ HOUSEKEEPING_INTERVAL_S = 6 * 3600
 def config_problems(settings: Settings) -> list[str]:
     """What only the parts can tell about a config: unknown profiles, broken register maps, bad node ids."""
     return (drivers.modbus.check(settings) + drivers.opcua_client.check(settings) + drivers.bacnet.check(settings)
-            + schedules.check(settings))
+            + schedules.check(settings) + rules.alarm_definitions.check(settings) + bridges.notify.check(settings))
 
 
 SUPERVISOR_FIRST_DELAY_S, SUPERVISOR_MAX_BACKOFF_S = 1.0, 60.0
@@ -98,12 +103,16 @@ class App:
         self.loadcap = LoadCap(settings, self.site, self.image, self.commands, self.store)
         self.loadcap.register(self.commands)
         self.schedules = Schedules(settings, self.image, self.commands)
+        self.alarms = AlarmList()
+        self.annunciator = Annunciator(settings, self.image, self.store, self.alarms)
+        self.annunciator.register(self.commands)
+        self.notifier = Notifier(settings, self.store) if settings.notify else None
         # The outbox fills only when a bridge delivers from it: nobody else would ever empty it.
         self.store.outbox.enabled = settings.mqtt is not None
         self.outbox = Outbox(settings, self.image, self.store, settings.mqtt.telemetry_interval_s) \
             if settings.mqtt else None  # fmt: skip
-        self.mqtt = MqttBridge(settings, self.image, self.store, self.commands) if settings.mqtt else None
-        self.opcua_server = (OpcuaServer(settings, self.site, self.image, self.commands, self.store)
+        self.mqtt = MqttBridge(settings, self.image, self.store, self.commands, self.alarms) if settings.mqtt else None
+        self.opcua_server = (OpcuaServer(settings, self.site, self.image, self.commands, self.store, self.alarms)
                              if settings.opcua else None)  # fmt: skip
         self.web: WebServer | None = None
         self.started = asyncio.Event()
@@ -120,6 +129,7 @@ class App:
                 parts[name] = part.health()
         if self.loadcap.active:
             parts["loadcap"] = self.loadcap.health()
+        parts["alarms"] = self.annunciator.health()
         for name, bridge in self._bridges():
             if bridge is not None:
                 parts[name] = bridge.health()
@@ -129,7 +139,8 @@ class App:
         return [("modbus", self.modbus), ("opcua_client", self.opcua), ("bacnet", self.bacnet)]
 
     def _bridges(self) -> list[tuple[str, Any]]:
-        return [("outbox", self.outbox), ("mqtt", self.mqtt), ("opcua_server", self.opcua_server)]
+        return [("outbox", self.outbox), ("mqtt", self.mqtt), ("opcua_server", self.opcua_server),
+                ("notify", self.notifier)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -139,7 +150,8 @@ class App:
         await self.store.events.record("gateway_started", {"gateway": self.settings.gateway.id})
         try:
             context = WebContext(self.site, self.image, self.store, self.commands, self.health, self.loadcap.state,
-                                 self.settings, lambda sampled: measurands.read(sampled).points())
+                                 self.settings, lambda sampled: measurands.read(sampled).points(),
+                                 alarms=self.alarms)  # fmt: skip
             self.web = WebServer(create_app(context), self.settings.web.listen, self._web_tls())
             self.ocpp.links.web_port = self.web.port
             self.ocpp.links.charger_models = self.settings.charger_models
@@ -158,6 +170,7 @@ class App:
                         tasks.create_task(supervised(name, part.run), name=name)
                 if self.loadcap.active:
                     tasks.create_task(supervised("loadcap", self.loadcap.run), name="loadcap")
+                tasks.create_task(supervised("alarms", self.annunciator.run), name="alarms")
                 if self.schedules.needed:
                     tasks.create_task(supervised("schedules", self.schedules.run), name="schedules")
                 interval = watchdog_interval()

@@ -12,6 +12,7 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -264,6 +265,8 @@ class SetManualLimit(Command):
 
 
 Handler = Callable[[Any], Awaitable[Any]]
+# Who the command being handled is for, for handlers that keep their own record of it (the alarm journal).
+acting: ContextVar[Actor | None] = ContextVar("acting", default=None)
 
 
 class Commands:
@@ -289,7 +292,11 @@ class Commands:
             handler = self._handlers.get(type(command))
             if handler is None:
                 raise CommandError("unsupported", f"nothing on this gateway handles {name}")
-            result = await handler(command)
+            token = acting.set(actor)
+            try:
+                result = await handler(command)
+            finally:
+                acting.reset(token)
         except CommandError as e:
             log.info("command refused command=%s target=%s actor=%s code=%s", name, command.target, actor, e.code)
             await self._finish(audit_id, actor, command, e.code, e.as_json())

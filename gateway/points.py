@@ -101,6 +101,15 @@ SCHEMA: dict[str, Kind] = {
     "queued_bytes": Kind(int, "B", "Their size (payload bytes)"),
     "dropped": Kind(int, None, "Telemetry messages dropped to keep the disk budget (since the store was made)"),
     "oldest_age_s": Kind(float, "s", "Age of the oldest waiting message (0 when none waits)"),
+    "error_info": Kind(str, None, "Free text the charger gave with its last error (OCPP info)"),
+    "vendor_error_code": Kind(str, None, "The charger maker's own error code given with its last status"),
+    "active": Kind(int, None, "Alarms active (acknowledged or not)"),
+    "unacknowledged": Kind(int, None, "Alarms waiting for an acknowledgement (active or returned)"),
+    "shelved": Kind(int, None, "Alarms shelved by an operator"),
+    "suppressed": Kind(int, None, "Alarms masked by another alarm"),
+    "out_of_service": Kind(int, None, "Alarms out of service (maintenance)"),
+    "disk_free_mb": Kind(float, "MB", "Free space on the state directory's disk"),
+    "days_left": Kind(float, "d", "Days until the certificate expires"),
 }
 for _phase in ("l1", "l2", "l3"):
     SCHEMA[f"power_w_{_phase}"] = Kind(float, "W", f"Active power, phase {_phase.upper()}")

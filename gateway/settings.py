@@ -233,6 +233,11 @@ class WebSettings(Section):
     def _cert_with_key(self) -> WebSettings:
         return _together(self, "tls_certificate", "tls_private_key")
 
+    public_url: Annotated[str | None, AfterValidator(lambda v: _check_public_url(v))] = Field(  # defined below
+        None, description="Base URL people reach the console at, for the links in alarm notifications (default: "
+        "http://{host name}:{port})"
+    )
+
 
 class SiteSettings(Section):
     limit_w: float | None = Field(None, gt=0, description="Grid import limit in W (or give limit_a)")
@@ -596,6 +601,119 @@ class OpcuaServerSettings(Section):
         return _together(self, "certificate", "private_key")
 
 
+class SmtpSettings(Section):
+    """The mail server alarm notifications go through."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str = Field(min_length=1, description="Mail server host name or address")
+    port: int = Field(587, ge=1, le=65535, description="587 with starttls, 465 with tls, 25 without")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (upgrade after connecting), tls (implicit TLS from the start) or none"
+    )
+    user: str | None = Field(None, description="Login user, when the server wants one")
+    password: SecretStr | None = Field(None, description="Login password")
+    sender: str = Field(alias="from", min_length=3, description='Sender, e.g. "evedge depot-1 <evedge@example.com>"')
+    ca_file: Path | None = Field(None, description="CA certificate(s) the server's certificate must chain to (PEM; "
+                                 "default: the system's)")  # fmt: skip
+    timeout_s: float = Field(30.0, gt=0, le=600, description="How long one delivery may take")
+
+
+def _check_webhook(value: str | None) -> str | None:
+    if value is not None and (not value.startswith(("http://", "https://")) or not value.split("://", 1)[1]):
+        raise ValueError("must be an http:// or https:// address")
+    return value
+
+
+class NotifySettings(Section):
+    """Who hears about which alarms, and how (e-mail, webhook; an SMS gateway's HTTP API is a webhook)."""
+
+    email: list[Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
+        default_factory=list, description="Addresses the alarms go to (through [smtp])"
+    )
+    webhook: Annotated[str | None, AfterValidator(_check_webhook)] = Field(
+        None, description="URL the alarms are POSTed to (JSON, signed: X-Evedge-Signature: sha256=HMAC of the body)"
+    )
+    webhook_secret: SecretStr | None = Field(None, description="Key of the webhook's HMAC-SHA256 signature")
+    webhook_body: str | None = Field(
+        None, description="Template of the webhook's body instead of the JSON document (an SMS gateway's form), "
+        "with the same placeholders as the e-mail"
+    )
+    webhook_content_type: str = Field("application/json", description="Content-Type of webhook_body")
+    min_level: int = Field(1, ge=1, le=30, description="Alarms of this level and above")
+    sources: list[str] = Field(
+        default_factory=lambda: ["*"], min_length=1, description='Point patterns: "chargers/*", "meters/grid/*"'
+    )
+    hours: list[str] = Field(
+        default_factory=list, description='On-call windows in the site\'s time zone ("mon-fri 07:00-19:00"); '
+        "none: always"
+    )
+    return_to_normal: bool = Field(False, description="Also tell when an alarm's condition has gone")
+    gather_s: float = Field(
+        10.0, ge=0, le=3600, description="Alarms rising within this time of the first go out together"
+    )
+    digest_after: int = Field(
+        3, ge=2, le=10000, description="That many alarms or more together make one digest, not a message each"
+    )
+    subject: str | None = Field(None, description="Template of the e-mail subject (Jinja2, sandboxed)")
+    body: str | None = Field(None, description="Template of the e-mail text (Jinja2, sandboxed)")
+    retry_max_s: float = Field(300.0, gt=0, le=86400, description="Longest wait between two delivery attempts")
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> NotifySettings:
+        if not self.email and self.webhook is None:
+            raise ValueError("give email addresses, a webhook, or both")
+        return self
+
+
+Value = bool | int | float | str
+
+
+class LimitSettings(Section):
+    limit: float = Field(allow_inf_nan=False, description="Raised at this value (high: at or above, low: at or below)")
+    deadband: float = Field(0.0, ge=0, allow_inf_nan=False, description="Cleared only this far back on the other "
+                            "side of the limit (hysteresis)")  # fmt: skip
+    delay_s: float = Field(0.0, ge=0, le=86400, description="Raised only when the condition has held this long")
+    off_delay_s: float = Field(0.0, ge=0, le=86400, description="Cleared only when it has been gone this long")
+    level: int = Field(10, ge=1, le=30, description="Level 1-30 (OPC UA severity = level x 1000 / 30)")
+
+
+class AlarmSettings(Section):
+    """An alarm on any point, or an adjustment of a built-in alarm (give its id and only what changes)."""
+
+    id: Identifier = Field(description="Alarm id; a built-in's id adjusts it (charger-offline, meter-stale, ...)")
+    point: str | None = Field(
+        None, min_length=1, description='The point, or a template over points: "chargers/*/evse/*/power_w"'
+    )
+    enabled: bool = Field(True, description="false turns the alarm (a built-in) off")
+    high_high: LimitSettings | None = Field(None, description="Analog limit: { limit, deadband, delay_s, level }")
+    high: LimitSettings | None = Field(None, description="Analog limit")
+    low: LimitSettings | None = Field(None, description="Analog limit")
+    low_low: LimitSettings | None = Field(None, description="Analog limit")
+    equals: list[Value] | None = Field(None, description='Discrete: the abnormal values (["Faulted"], [false])')
+    bad_quality: bool | None = Field(None, description="Discrete: abnormal when the value's quality is bad")
+    level: int | None = Field(None, ge=1, le=30, description="Level of a discrete alarm (1-30)")
+    delay_s: float | None = Field(None, ge=0, le=86400, description="Discrete: raised only after this long")
+    off_delay_s: float | None = Field(None, ge=0, le=86400, description="Discrete: cleared only after this long")
+    message: str | None = Field(None, max_length=500, description="Text: {1}, {2}... what the template's * "
+                                "matched; {value}, {point}, {limit}")  # fmt: skip
+    masked_by: list[str] | None = Field(
+        None, description='Alarms that silence this one while they hold: ["charger-offline:{1}"]'
+    )
+    exclude: list[str] | None = Field(None, description="Points (or templates) the template leaves out")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> AlarmSettings:
+        limits = [k for k in ("high_high", "high", "low", "low_low") if getattr(self, k) is not None]
+        if limits and (self.equals is not None or self.bad_quality):
+            raise ValueError("give limits (high_high, high, low, low_low) or a state (equals, bad_quality), not both")
+        for upper, lower in (("high_high", "high"), ("high", "low"), ("low", "low_low")):
+            a, b = getattr(self, upper), getattr(self, lower)
+            if a is not None and b is not None and a.limit <= b.limit:
+                raise ValueError(f"{upper}.limit must be above {lower}.limit")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one gateway."""
 
@@ -619,6 +737,10 @@ class Settings(BaseSettings):
     charger_models: list[ChargerModelSettings] = Field(default_factory=list)
     mqtt: MqttSettings | None = Field(None, description="The MQTT bridge runs when this section is present")
     opcua: OpcuaServerSettings | None = Field(None, description="The OPC UA server runs when this section is present")
+    smtp: SmtpSettings | None = Field(None, description="Mail server for alarm notifications")
+    notify: list[NotifySettings] = Field(default_factory=list, description="Who hears about which alarms")
+    alarms: list[AlarmSettings] = Field(default_factory=list, description="Alarms beside (and adjusting) the "
+                                        "built-in ones")  # fmt: skip
 
     @model_validator(mode="after")
     def _listeners_apart(self) -> Settings:
@@ -802,7 +924,7 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
     the raw file (with its overrides), so these show up together with any type errors."""
     problems = []
     ids: dict[str, set[str]] = {}
-    for name in ("chargers", "groups", "meters", "activation_groups"):
+    for name in ("chargers", "groups", "meters", "activation_groups", "alarms"):
         ids[name] = set()
         for item in _items(data, name):
             if item["id"] in ids[name]:
@@ -838,6 +960,10 @@ def reference_problems(data: Mapping[str, Any]) -> list[str]:
     if site.get("grid_meter") is not None and site.get("fallback_limit_w") is None:
         problems.append("site.fallback_limit_w: required with a grid_meter (what the EVs may draw together while "
                         "it is silent)")
+    if data.get("smtp") is None:
+        for n, route in enumerate(data.get("notify") or []):
+            if isinstance(route, dict) and route.get("email"):
+                problems.append(f"notify[{n}].email: e-mail needs an [smtp] section")
     ocpp = data.get("ocpp") if isinstance(data.get("ocpp"), dict) else {}
     if str(ocpp.get("security_profile", 1)) in ("1", "2"):
         for charger in _items(data, "chargers"):

@@ -15,12 +15,14 @@ from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
 
 from bridges.opcua_server import shelf
+from bridges.opcua_server.alarms import Conditions
 from bridges.opcua_server.events import emit, event_generators
 from bridges.opcua_server.methods import Door
 from bridges.opcua_server.security import Security
 from bridges.opcua_server.sessions import Session
 from bridges.opcua_server.space import Space
 from bridges.opcua_server.users import Users
+from gateway.alarms import AlarmList
 from gateway.commands import Commands
 from gateway.model import Site
 from gateway.points import Point, ProcessImage
@@ -60,7 +62,8 @@ class _InternalServer(InternalServer):
 
 
 class OpcuaServer:
-    def __init__(self, settings: Settings, site: Site, image: ProcessImage, commands: Commands, store: Store) -> None:
+    def __init__(self, settings: Settings, site: Site, image: ProcessImage, commands: Commands, store: Store,
+                 alarms: AlarmList | None = None) -> None:  # fmt: skip
         assert settings.opcua is not None
         self.settings = settings
         self.cfg = settings.opcua
@@ -79,6 +82,8 @@ class OpcuaServer:
         self._coalesced = 0
         self.events = 0
         self.events_dropped = 0
+        self.alarms = alarms
+        self.conditions: Conditions | None = None
 
     @property
     def space(self) -> Space | None:
@@ -102,6 +107,8 @@ class OpcuaServer:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._follow_points(space), name="opcua-points")
                 tasks.create_task(self._follow_events(generators, space), name="opcua-events")
+                if self.conditions is not None:
+                    tasks.create_task(self.conditions.follow(), name="opcua-alarms")
         except asyncio.CancelledError:
             raise
         except BaseException as e:
@@ -124,6 +131,7 @@ class OpcuaServer:
         log.info("OPC UA server stopped")
 
     async def _build(self, server: Server) -> tuple[Space, list[EventGenerator]]:
+        server.iserver.bind_condition_methods = True  # asyncua answers ConditionRefresh with the retained alarms
         await shelf.init(server, self.folder)
         iserver = server.iserver
         iserver.max_connections = MAX_CONNECTIONS
@@ -141,6 +149,9 @@ class OpcuaServer:
         site = await self.door.add_site(server, idx)
         generators = await event_generators(server, idx, site)
         await space.prepare(self.site)
+        if self.alarms is not None:
+            self.conditions = Conditions(server, idx, space, self.door, self.alarms)
+            await self.conditions.build()
         self.door.space = space
         return space, generators
 
@@ -196,6 +207,7 @@ class OpcuaServer:
             "updates": self._updates_before + (space.updates if space is not None else 0),
             "coalesced": self._coalesced, "nodes": len(space.variables) if space is not None else 0,
             "events": self.events, "events_dropped": self.events_dropped,
+            "alarm_events": self.conditions.events if self.conditions is not None else 0,
             "refused_logins": self.security.users.refused, "refused_certificates": self.security.trust.rejected,
         }  # fmt: skip
         if self._error is not None:

@@ -104,15 +104,18 @@ class Recorder:
             log.info("a status older than the one shown is recorded only charger=%s evse=%d status=%s ts=%s",
                      charger_id, evse, status, iso(ts))  # fmt: skip
             return
+        # The error's details before the status: whoever reacts to a Faulted status finds them there.
+        details = {"error_code": error_code or "NoError", "error_info": info or "",
+                   "vendor_error_code": vendor_error_code or ""}  # fmt: skip
         if evse == 0:
+            self.image.update({charger_point(charger_id, k): v for k, v in details.items()}, ts)
             self.image.set(charger_point(charger_id, "status"), status, ts)
-            self.image.set(charger_point(charger_id, "error_code"), error_code or "NoError", ts)
             return
         if self.site.see_connector(charger_id, evse, connector) and self.site.chargers[charger_id].configured:
             log.warning("charger reports EVSE %d connector %d, more than its config says charger=%s", evse,
                         connector, charger_id)  # fmt: skip
+        self.image.update({evse_point(charger_id, evse, k): v for k, v in details.items()}, ts)
         self.image.set(evse_point(charger_id, evse, "status"), status, ts)
-        self.image.set(evse_point(charger_id, evse, "error_code"), error_code or "NoError", ts)
 
     async def authorize(self, charger_id: str, id_tag: str) -> Decision:
         """Accepted, Invalid, Expired or Blocked, with the badge's expiry and group (gateway/authorization.py)."""

@@ -6,7 +6,8 @@ values), ``chargers`` (boot info, presence, status, refused ids), ``audit``, ``a
 site's badge list, local lists, authorization cache, reservations), ``files`` (firmware served, uploads
 received), ``reports`` (device model, monitoring, display messages, customer information, security events),
 ``charging_profiles`` (profiles chargers accepted, limits they report, what EVs need), ``site_limits`` (external
-and manual limits and the load cap's mode).
+and manual limits and the load cap's mode), ``alarms`` (alarm states, their journal, notifications waiting for
+delivery).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from gateway.clock import utcnow
 from gateway.store.accounts import Accounts
+from gateway.store.alarms import Alarms
 from gateway.store.audit import AuditLog
 from gateway.store.badges import Badges
 from gateway.store.chargers import Chargers
@@ -48,6 +50,7 @@ class Store:
         self.files = Files(self.db, self.events, state_dir)
         self.badges = Badges(self.db, self.events)
         self.site_limits = SiteLimits(self.db, self.events)
+        self.alarms = Alarms(self.db, self.outbox)
 
     async def open(self) -> Store:
         await self.db.open()
@@ -75,6 +78,7 @@ class Store:
         now = utcnow()
         removed = await self.transactions.prune_meter_values(now - timedelta(days=meter_values_days))
         await self.audit.prune(now - timedelta(days=audit_days))
+        await self.alarms.prune(now - timedelta(days=audit_days))
         await self.events.prune(now - timedelta(days=meter_values_days))
         await self.accounts.prune_tokens()
         return removed

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.commands import CommandError, OcppRequest, SetManualLimit, SetMode, SetSiteLimit
 from gateway.i18n import Formats, negotiate
 from gateway.store.transactions import Filters
-from gateway.web import badges, charging_profiles, files, reports
+from gateway.web import alarms, badges, charging_profiles, files, reports
 from gateway.web.exports import transactions_file
 from gateway.web.sessions import Sessions
 from gateway.web.deps import (
@@ -58,7 +58,7 @@ def create_app(ctx: WebContext) -> FastAPI:
     app.state.background = []  # what the web server runs beside it
     app.state.stopping = asyncio.Event()
     app.include_router(_router())
-    for part in (badges, charging_profiles, files, reports):
+    for part in (alarms, badges, charging_profiles, files, reports):
         app.include_router(part.router, prefix=f"/api/{API_VERSION}")
     app.include_router(files.public)  # /files/...: for chargers, a link's token is their credential
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Query, Request
 
 from gateway import strictjson
+from gateway.alarms import AlarmList
 from gateway.auth import Actor, Role
 from gateway.commands import Commands
 from gateway.model import Site
@@ -38,6 +39,7 @@ class WebContext:
     # A MeterValue's sampled values (as a charger sent them) -> EVSE point leaves (power_w, soc, current_a_l1, ...)
     sample_points: Callable[[list[dict[str, Any]]], dict[str, float]] = lambda _: {}
     workbooks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))  # one .xlsx written at a time
+    alarms: AlarmList | None = None
 
 
 def context(request: Request) -> WebContext:

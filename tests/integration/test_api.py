@@ -22,7 +22,7 @@ async def test_health_needs_no_token(gateway):
     async with gateway.client(token="") as anonymous:
         body = (await anonymous.get("/api/v1/health")).json()
     assert body["status"] == "ok"
-    assert set(body["parts"]) == {"store", "ocpp", "web"}  # the load cap is off in the base config
+    assert set(body["parts"]) == {"store", "ocpp", "web", "alarms"}  # the load cap is off in the base config
     assert body["parts"]["ocpp"]["port"] == gateway.app.ocpp.port
 
 

@@ -80,7 +80,7 @@ class Subscriber:
         return [json.loads(m.payload) for m in self.messages if m.topic.value == f"{BASE}/{topic}"]
 
     def durable(self) -> list[dict[str, Any]]:
-        return self.on("events") + self.on("telemetry")
+        return self.on("events") + self.on("telemetry") + self.on("alarms")
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.on("events") if e["kind"] == kind]

@@ -33,7 +33,8 @@ def test_every_key_is_documented_in_the_shipped_config():
         assert models, section
         assert re.search(rf"^\[\[?{section}\]\]?\s*(#.*)?$", text, re.M), f"[{section}] is not in etc/evedge.toml"
         for model in models + [m for model in models for f in model.model_fields.values() for m in models_of(f.annotation)]:
-            for key in model.model_fields:
+            for name, info in model.model_fields.items():
+                key = info.alias or name  # [smtp] from (a keyword in Python)
                 documented = rf"^(#? ?{key} = |\[+\w+\.{key}[\].])"  # a key, or a table: [meters.points]
                 assert re.search(documented, text, re.M), f"{section}.{key} is not documented in etc/evedge.toml"
 
