@@ -109,10 +109,10 @@ def level(d: Demand, snap: Snapshot) -> tuple[int, int]:
 
 
 def admission_order(snap: Snapshot) -> list[Demand]:
+    urgency = snap.urgency_s
     return sorted(snap.demands, key=lambda d: (
         -d.priority,
-        0 if urgent(d, snap) else 1,
-        d.laxity_s if urgent(d, snap) else 0.0,
+        *((0, d.laxity_s) if d.laxity_s is not None and d.laxity_s < urgency else (1, 0.0)),
         0 if d.on and d.locked else 1,
         d.rank,
     ))  # fmt: skip
@@ -130,17 +130,18 @@ def capped(d: Demand, snap: Snapshot) -> tuple[float, str]:
 
 def allocate(snap: Snapshot) -> dict[str, Allocation]:
     room = headroom(snap)
-    coef = {d.key: coefficients(d) for d in snap.demands}
+    # Each car's weights on the constraints that are in force (cars share a handful of such dicts).
+    in_force: dict[int, dict[str, float]] = {}
+    coef = {}
+    for d in snap.demands:
+        full = _coefficients(d.phases, d.groups)
+        mine = in_force.get(id(full))
+        if mine is None:
+            mine = in_force[id(full)] = {n: c for n, c in full.items() if n in room}
+        coef[d.key] = mine
     caps = {d.key: capped(d, snap) for d in snap.demands}
     given: dict[str, float] = {}
     reasons: dict[str, str] = {}
-
-    def fits(d: Demand, watts: float) -> str | None:
-        """None when `watts` more for d fits every constraint on it; else the one that is short."""
-        for name, c in coef[d.key].items():
-            if name in room and watts * c > room[name] + EPS:
-                return name
-        return None
 
     # What cannot be steered takes its maximum first, fitting or not.
     for d in snap.demands:
@@ -150,69 +151,111 @@ def allocate(snap: Snapshot) -> dict[str, Allocation]:
 
     # Admission: minimums in turn.
     for d in admission_order(snap):
-        cap = caps[d.key][0]
         if d.fixed:
             continue
+        cap = caps[d.key][0]
         if d.locked and not d.on:
             reasons[d.key] = "paused: waiting its turn (minimum off time)"
         elif cap < d.min_w - EPS:
             reasons[d.key] = f"paused: its maximum is below the minimum current ({caps[d.key][1]})"
-        elif (short := fits(d, d.min_w)) is not None:
-            reasons[d.key] = f"paused: not enough for every minimum ({_name(short)})"
         else:
-            given[d.key] = d.min_w
-            _take(room, coef[d.key], d.min_w)
+            mine = coef[d.key]
+            short = next((name for name, c in mine.items() if d.min_w * c > room[name] + EPS), None)
+            if short is not None:
+                reasons[d.key] = f"paused: not enough for every minimum ({_name(short)})"
+            else:
+                given[d.key] = d.min_w
+                _take(room, mine, d.min_w)
 
     # Sharing: level by level, max-min fair within a level.
-    admitted = [d for d in snap.demands if d.key in given and not d.fixed]
-    for lvl in sorted({level(d, snap) for d in admitted}, reverse=True):
-        _fill([d for d in admitted if level(d, snap) == lvl], given, reasons, room, coef, caps)
+    levels: dict[tuple[int, int], list[Demand]] = {}
+    for d in snap.demands:
+        if d.key in given and not d.fixed:
+            levels.setdefault(level(d, snap), []).append(d)
+    for lvl in sorted(levels, reverse=True):
+        _fill(levels[lvl], given, reasons, room, coef, caps)
 
     return {d.key: Allocation(round(given.get(d.key, 0.0), 3), reasons.get(d.key, "")) for d in snap.demands}
 
 
 def _fill(demands: list[Demand], given: dict[str, float], reasons: dict[str, str], room: dict[str, float],
           coef: dict[str, dict[str, float]], caps: dict[str, tuple[float, str]]) -> None:  # fmt: skip
-    """Progressive filling: the lowest rise together until each meets its cap or a tight constraint."""
-    active = {d.key for d in demands}
-    for key in list(active):
-        if given[key] >= caps[key][0] - EPS:
-            active.discard(key)
-            reasons[key] = caps[key][1]
+    """Progressive filling: the lowest rise together until each meets its cap or a tight constraint.
+
+    Worked out by events, not in small steps: a round finds the water level at which the first constraint fills
+    (sweeping the points where cars start rising -- their present share -- and stop -- their cap), lifts every
+    rising car to it, and sets aside those that met their cap or a full constraint. A round per constraint that
+    fills at most: O(n log n) each, whatever the number of cars. `coef`: only constraints in `room`."""
+    active = []
+    for d in demands:
+        if given[d.key] >= caps[d.key][0] - EPS:
+            reasons[d.key] = caps[d.key][1]
+        else:
+            active.append(d.key)
     while active:
-        water = min(given[k] for k in active)
-        rising = [k for k in active if given[k] <= water + EPS]
-        waiting = [given[k] - water for k in active if given[k] > water + EPS]
-        step = min(waiting, default=math.inf)
-        step = min(step, min(caps[k][0] - given[k] for k in rising))
-        pace: dict[str, float] = {}
-        for k in rising:
-            for name, c in coef[k].items():
-                if name in room:
-                    pace[name] = pace.get(name, 0.0) + c
-        for name, rate in pace.items():
+        level = _water_level(active, given, room, coef, caps)
+        lifts: dict[int, float] = {}  # per shared weights: the watts added (taken from the room at once)
+        for k in active:
+            lifted = min(level, caps[k][0])
+            if lifted > given[k]:
+                lifts[id(coef[k])] = lifts.get(id(coef[k]), 0.0) + lifted - given[k]
+                given[k] = lifted
+        weights = {id(coef[k]): coef[k] for k in active}
+        for key, watts in lifts.items():
+            _take(room, weights[key], watts)
+        full = {name for name, left in room.items() if left <= EPS}
+        still = []
+        for k in active:
+            cap, why = caps[k]
+            if given[k] >= cap - EPS:
+                given[k] = min(given[k], cap)
+                reasons[k] = why
+            elif full and (tight := next((name for name in coef[k] if name in full), None)) is not None:
+                reasons[k] = f"fair share: {_name(tight)}"
+            else:
+                still.append(k)
+        if len(still) == len(active):  # nothing moved: float dust; what is left is as good as full
+            for k in still:
+                reasons[k] = f"fair share: {_name(min(coef[k], key=room.__getitem__))}"
+            return
+        active = still
+
+
+def _water_level(active: list[str], given: dict[str, float], room: dict[str, float],
+                 coef: dict[str, dict[str, float]], caps: dict[str, tuple[float, str]]) -> float:  # fmt: skip
+    """The level the rising cars reach before a constraint fills (inf: each reaches its cap first). A car at
+    level w has max(given, min(w, cap)); a constraint's use grows piecewise linearly in w, with its slope changing
+    only where one of its cars starts or stops rising."""
+    events = sorted([(given[k], 1, k) for k in active] + [(caps[k][0], -1, k) for k in active])
+    slope: dict[str, float] = {}
+    used: dict[str, float] = {}  # at `at`
+    at: dict[str, float] = {}
+    best = math.inf
+    for value, sign, k in events:
+        if value >= best:
+            break
+        for name, c in coef[k].items():
+            rate = slope.get(name, 0.0)
             if rate > 0:
-                step = min(step, room[name] / rate)
-        step = max(step, 0.0)
-        for k in rising:
-            given[k] += step
-            _take(room, coef[k], step)
-        for k in rising:
-            if given[k] >= caps[k][0] - EPS:
-                given[k] = min(given[k], caps[k][0])
-                active.discard(k)
-                reasons[k] = caps[k][1]
-                continue
-            tight = [name for name in coef[k] if name in room and room[name] <= EPS]
-            if tight:
-                active.discard(k)
-                reasons[k] = f"fair share: {_name(tight[0])}"
+                use = used[name] + rate * (value - at[name])
+                if use > room[name]:
+                    best = min(best, at[name] + (room[name] - used[name]) / rate)
+                used[name] = use
+            else:
+                used.setdefault(name, 0.0)
+            at[name] = value
+            slope[name] = rate + sign * c
+    for name, rate in slope.items():  # a constraint may fill after its last event
+        if rate > EPS:
+            best = min(best, at[name] + max(0.0, room[name] - used[name]) / rate)
+    return best
 
 
 def _take(room: dict[str, float], coef: dict[str, float], watts: float) -> None:
     for name, c in coef.items():
         if name in room:
-            room[name] = max(0.0, room[name] - watts * c)
+            left = room[name] - watts * c
+            room[name] = left if left > 0.0 else 0.0
 
 
 def _name(constraint: str) -> str:

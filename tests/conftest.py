@@ -146,13 +146,17 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    # faulthandler (pyproject) shows threads only: a test stuck on an await shows every task's stack first.
+    async with _running_gateway(settings) as gateway:
+        yield gateway
+
+
+@pytest.fixture(autouse=True)
+async def _stuck_tasks_shown() -> AsyncIterator[None]:
+    """faulthandler (pyproject) shows threads only: a test stuck on an await shows every task's stack first (in
+    its report if it ends; run with -s to see it when faulthandler ends the run)."""
     dump = asyncio.get_running_loop().call_later(STUCK_S, _dump_tasks)
-    try:
-        async with _running_gateway(settings) as gateway:
-            yield gateway
-    finally:
-        dump.cancel()
+    yield
+    dump.cancel()
 
 
 STUCK_S = 100.0  # under faulthandler_timeout

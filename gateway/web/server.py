@@ -62,7 +62,8 @@ class WebServer:
         try:
             while not server.started and not serving.done():
                 await asyncio.sleep(0.01)
-            helpers = [asyncio.create_task(_kept(part)) for part in [self._watch_lag, *self.app.state.background]]
+            background = getattr(self.app.state, "background", [])  # the console's (an app of a test has none)
+            helpers = [asyncio.create_task(_kept(part)) for part in [self._watch_lag, *background]]
             if self.tls is not None:
                 helpers.append(asyncio.create_task(self._keep_renewed(config)))
             if started is not None:
@@ -72,7 +73,8 @@ class WebServer:
             # fd still registered for reading (a later pipe or socket given that fd number is never heard).
             await asyncio.shield(serving)
         except asyncio.CancelledError:
-            self.app.state.stopping.set()  # live streams end at once, not after the graceful-shutdown timeout
+            if (stopping := getattr(self.app.state, "stopping", None)) is not None:
+                stopping.set()  # live streams end at once, not after the graceful-shutdown timeout
             server.should_exit = True
             await asyncio.gather(serving, return_exceptions=True)
             raise

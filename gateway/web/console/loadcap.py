@@ -2,23 +2,22 @@
 allocation per EVSE with its reason; operators switch the mode, set an outside site limit and manual limits.
 
 It shows what ``GET /api/v1/site`` serves (``ctx.loadcap()``) and acts through the same commands as the API,
-with the API's validation of the numbers. That state grows with the load cap: sources and allocation entries
+which check their own values. That state grows with the load cap: sources and allocation entries
 are shown key by key, so a key this page does not know yet still shows (raw) instead of breaking it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, ValidationError
 
 from gateway.auth import Role
-from gateway.commands import SetManualLimit, SetMode, SetSiteLimit
+from gateway.commands import MAX_LIMIT_W, Command, CommandError, SetManualLimit, SetMode, SetSiteLimit
 from gateway.i18n import DASH, N_
-from gateway.web.api import LimitBody, ModeBody, SiteLimitBody
 from gateway.web.console import live
 from gateway.web.console.core import Action, Page, Viewer, form
 from gateway.web.console.values import text as point_text
@@ -56,11 +55,9 @@ def _on_page(name: str) -> bool:
 
 @router.post("/loadcap/mode")
 async def set_mode(page: Action) -> Response:
-    fields = await form(page.request)
-    checked = _checked(page, ModeBody, {"mode": fields.get("mode", "")})
-    if isinstance(checked, Response):
-        return checked
-    return _changed(await page.execute(SetMode(checked.mode)))
+    mode = (await form(page.request)).get("mode", "")
+    command = _built(page, lambda: SetMode(mode), page.gettext("This value is not accepted."))
+    return command if isinstance(command, Response) else _changed(await page.execute(command))
 
 
 @router.post("/loadcap/limit")
@@ -68,10 +65,8 @@ async def set_site_limit(page: Action) -> Response:
     watts = _watts(page, (await form(page.request)).get("limit_kw", ""))
     if isinstance(watts, Response):
         return watts
-    checked = _checked(page, SiteLimitBody, {"limit_w": watts, "source": CONSOLE_SOURCE})
-    if isinstance(checked, Response):
-        return checked
-    return _changed(await page.execute(SetSiteLimit(checked.limit_w, CONSOLE_SOURCE)))
+    command = _built(page, lambda: SetSiteLimit(watts, CONSOLE_SOURCE), _out_of_range(page))
+    return command if isinstance(command, Response) else _changed(await page.execute(command))
 
 
 @router.post("/loadcap/evse/{charger_id}/{evse}/limit")
@@ -79,10 +74,8 @@ async def set_manual_limit(page: Action, charger_id: str, evse: int) -> Response
     watts = _watts(page, (await form(page.request)).get("limit_kw", ""))
     if isinstance(watts, Response):
         return watts
-    checked = _checked(page, LimitBody, {"limit_w": watts})
-    if isinstance(checked, Response):
-        return checked
-    return _changed(await page.execute(SetManualLimit(charger_id, evse, checked.limit_w)))
+    command = _built(page, lambda: SetManualLimit(charger_id, evse, watts), _out_of_range(page))
+    return command if isinstance(command, Response) else _changed(await page.execute(command))
 
 
 def _view(page: Page) -> dict[str, Any]:
@@ -142,28 +135,18 @@ def _watts(page: Page, kilowatts: str) -> float | None | Response:
     return round(watts, 3)
 
 
-def _checked(page: Page, model: type[BaseModel], body: dict[str, Any]) -> Any:
-    """The API's body model passes or refuses the value, so both doors give the same answer."""
+def _built(page: Page, build: Callable[[], Command], refusal: str) -> Command | HTMLResponse:
+    """The command, which checks its own values as for every door (API, MQTT, OPC UA, CLI); its refusal said here
+    in the reader's words and language."""
     try:
-        return model.model_validate(body)
-    except ValidationError as e:
-        error = e.errors()[0]
-        limits = error.get("ctx") or {}
-        if "ge" in limits or "le" in limits:
-            low, high = _bounds(model, str(error["loc"][0]))
-            message = page.gettext("Enter a number of kW from %(low)s to %(high)s.") % {
-                "low": page.fmt.number(low / 1000, 0), "high": page.fmt.number(high / 1000, 0)}
-        else:
-            message = page.gettext("This value is not accepted.")
-        return _invalid(page, message)  # in the reader's words; the API says it in pydantic's
+        return build()
+    except CommandError:
+        return _invalid(page, refusal)
 
 
-def _bounds(model: type[BaseModel], field: str) -> tuple[float, float]:
-    low, high = 0.0, math.inf
-    for rule in model.model_fields[field].metadata:
-        low = getattr(rule, "ge", None) if getattr(rule, "ge", None) is not None else low
-        high = getattr(rule, "le", None) if getattr(rule, "le", None) is not None else high
-    return low, high
+def _out_of_range(page: Page) -> str:
+    return page.gettext("Enter a number of kW from %(low)s to %(high)s.") % {
+        "low": page.fmt.number(0, 0), "high": page.fmt.number(MAX_LIMIT_W / 1000, 0)}
 
 
 def _invalid(page: Page, reason: str, message: str = "") -> HTMLResponse:
