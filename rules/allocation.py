@@ -175,7 +175,9 @@ def allocate(snap: Snapshot) -> dict[str, Allocation]:
     for lvl in sorted(levels, reverse=True):
         _fill(levels[lvl], given, reasons, room, coef, caps)
 
-    return {d.key: Allocation(round(given.get(d.key, 0.0), 3), reasons.get(d.key, "")) for d in snap.demands}
+    # To the milliwatt, never up: a limit rounded up could be a hair over what fits.
+    return {d.key: Allocation(math.floor(given.get(d.key, 0.0) * 1000 + 1e-6) / 1000, reasons.get(d.key, ""))
+            for d in snap.demands}  # fmt: skip
 
 
 def _fill(demands: list[Demand], given: dict[str, float], reasons: dict[str, str], room: dict[str, float],

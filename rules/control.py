@@ -43,7 +43,6 @@ from rules.allocation import (
     coefficients,
     headroom,
     rotate,
-    with_turns,
 )
 
 SETTLE_S = 5.0  # a car follows a new limit within this (IEC 61851-1); a draw measured sooner says nothing of it
@@ -165,7 +164,11 @@ def decide(state: State, reading: Reading, cfg: Any, now: float, wall: datetime)
     failsafe = reading.metered and reading.grid_w is None
     if failsafe != state.failsafe:
         events.append(("failsafe", {"on": failsafe, "fallback_limit_w": reading.fallback_w}))
-    demands, members = _demands(state, reading, wall, cfg.urgency_s)
+    members = _members(reading)
+    steered = [e.key for target, evses in members.items() if not _fixed(target, reading) for e in evses]
+    queue = rotate(state.queue, [state.turns[k] for k in steered if k in state.turns], now, cfg.min_on_s,
+                   cfg.min_off_s)  # fmt: skip
+    demands = _demands(state, reading, members, queue, cfg, now, wall)
     controlled = sum(d.draw_w or 0.0 for d in demands)
     margin = cfg.margin_w  # steer below the limit, not at it: the building moves between measurements
     snap = Snapshot(
@@ -177,26 +180,21 @@ def decide(state: State, reading: Reading, cfg: Any, now: float, wall: datetime)
         group_limit_w=dict(reading.group_limit_w), failsafe_w=reading.fallback_w if failsafe else None,
         demand_margin_w=cfg.demand_margin_w, urgency_s=cfg.urgency_s,
     )  # fmt: skip
-    steered = [d.key for d in demands if not d.fixed]
-    queue = rotate(state.queue, [state.turns[k] for k in steered if k in state.turns], now, cfg.min_on_s,
-                   cfg.min_off_s)  # fmt: skip
-    snap = with_turns(snap, queue, dict(state.turns), now, cfg.min_on_s, cfg.min_off_s)
     allocation = allocate(snap)
     turns = _turns(state.turns, allocation, snap, now)
     ended = tuple(k for k in state.allocation if k not in allocation and not k.endswith("/0"))
     goals, mins = _goals(allocation, members, reading)
     planned = _shape(state, goals, mins, snap, members, allocation, reading, cfg, now)
-    live = set(planned)
-    told = {k: t for k, t in state.told.items() if k in live or k.endswith("/ceiling")}
-    sending = {k: v for k, v in state.sending.items() if k in live or k.endswith("/ceiling")}
-    retry = {k: v for k, v in state.retry.items() if k in live or k.endswith("/ceiling")}
-    in_force = {k: t.limit_w for k, t in told.items()} | {k: w for k, (w, _) in sending.items()}
-    news = any(k not in in_force or abs(in_force[k] - v) > EPS for k, v in planned.items())
-    send = []
+    gone = [k for k in state.told if k not in planned and not k.endswith("/ceiling")]
+    told, sending, retry = (_without(m, gone) for m in (state.told, state.sending, state.retry))
+    send, news = [], False
     renew = cfg.profile_validity_s / 2
     for target, limit_w in planned.items():
         was = told.get(target)
-        if target in sending or (target in retry and now < retry[target][1]):
+        on_its_way = sending.get(target)
+        if (on_its_way or was) is None or abs((on_its_way[0] if on_its_way else was.limit_w) - limit_w) > EPS:
+            news = True
+        if on_its_way is not None or (target in retry and now < retry[target][1]):
             continue
         if was is None or abs(limit_w - was.limit_w) > EPS or now - was.at > renew:
             charger, _, evse = target.partition("/")
@@ -215,14 +213,39 @@ def decide(state: State, reading: Reading, cfg: Any, now: float, wall: datetime)
     return new_state, Decision(tuple(send), allocation, snap, planned, ended, forecasts, tuple(events))
 
 
-def _demands(state: State, reading: Reading, wall: datetime,
-             urgency_s: float) -> tuple[list[Demand], dict[str, list[Evse]]]:  # fmt: skip
-    """The allocator's demands, and the EVSEs behind each target ("CP01/1", or "CP01/0" for a charger steered
-    as a whole or not at all)."""
+def _without(mapping: Mapping[str, Any], gone: list[str]) -> Mapping[str, Any]:
+    """The mapping without those keys (itself when none of them is in it: most cycles drop nothing)."""
+    if not any(k in mapping for k in gone):
+        return mapping
+    return {k: v for k, v in mapping.items() if k not in gone}
+
+
+def _members(reading: Reading) -> dict[str, list[Evse]]:
+    """The EVSEs behind each target: "CP01/1", or "CP01/0" for a charger steered as a whole or not at all."""
     members: dict[str, list[Evse]] = {}
+    chargers = reading.chargers
     for e in reading.evses:
-        control = reading.chargers[e.charger].control
-        members.setdefault(target_of(e, control), []).append(e)
+        target = e.key if chargers[e.charger].control == "evse" else f"{e.charger}/0"
+        found = members.get(target)
+        if found is None:
+            members[target] = [e]
+        else:
+            found.append(e)
+    return members
+
+
+def _fixed(target: str, reading: Reading) -> bool:
+    return target.endswith("/0") and reading.chargers[target[:-2]].control == "none"
+
+
+def _demands(state: State, reading: Reading, members: dict[str, list[Evse]], queue: list[str], cfg: Any,
+             now: float, wall: datetime) -> list[Demand]:  # fmt: skip
+    """The allocator's demands, each with its place in the rotation (rank, on, and whether its minimum on or
+    off time holds it)."""
+    rank = {k: n for n, k in enumerate(queue)}
+    last = len(rank)
+    turns, min_on, min_off = state.turns, cfg.min_on_s, cfg.min_off_s
+    grid_at = reading.grid_at
     demands = []
     for target, evses in members.items():
         charger = reading.chargers[evses[0].charger]
@@ -237,14 +260,16 @@ def _demands(state: State, reading: Reading, wall: datetime,
         sending = state.sending.get(target)
         share = 1 if charger.control != "charger" else len(evses)  # its part of a limit for the whole charger
         for e in evses:
-            draw, settled = _draw(e, told, sending, reading.grid_at, share)
+            draw, settled = _draw(e, told, sending, grid_at, share)
+            turn = turns.get(e.key)
+            on = turn is not None and turn.on
             demands.append(Demand(
-                key=e.key, phases=e.phases, min_w=e.min_w, max_w=e.max_w, max_reason=e.max_reason,
-                priority=e.priority, groups=e.groups, draw_w=draw,
-                limit_w=told.limit_w / share if told is not None and settled else None,
-                laxity_s=_laxity(e, wall),
+                e.key, e.phases, e.min_w, e.max_w, e.max_reason, e.priority, e.groups, draw,
+                told.limit_w / share if told is not None and settled else None, rank.get(e.key, last), on,
+                turn is not None and now - turn.since < (min_on if on else min_off),
+                _laxity(e, wall) if e.departure is not None else None,
             ))  # fmt: skip
-    return demands, members
+    return demands
 
 
 def _draw(e: Evse, told: Told | None, sending: tuple[float, datetime] | None, grid_at: datetime | None,
@@ -309,6 +334,8 @@ def _goals(allocation: dict[str, Allocation], members: dict[str, list[Evse]],
     goals, mins = {}, {}
     for target, evses in members.items():
         control = reading.chargers[evses[0].charger].control
+        if control == "none":
+            continue
         shares = [allocation[e.key].limit_w for e in evses]
         if control == "charger":
             goals[target], mins[target] = sum(shares), sum(e.min_w for e in evses)
@@ -335,7 +362,10 @@ def _shape(state: State, goals: dict[str, float], mins: dict[str, float], snap: 
             planned[target] = min(goal, max(in_force + cfg.ramp_step_w, mins[target]))
         else:
             planned[target] = in_force if told else goal
-    if not _fits(snap, _per_evse(planned, members, allocation, reading), cfg.margin_w):
+    # Below its share everywhere, the allocation's own check holds; only limits kept above it (an increase
+    # not yet due, a cut under the dead band) can make the whole too much.
+    above = any(v > goals[k] + EPS for k, v in planned.items())
+    if above and not _fits(snap, _per_evse(planned, members, allocation, reading), cfg.margin_w):
         planned = {k: min(v, goals[k]) for k, v in planned.items()}
     return planned
 
@@ -358,10 +388,15 @@ def _fits(snap: Snapshot, planned: dict[str, float], margin_w: float) -> bool:
     """Whether the limits would keep the site under its real limit: the margin the allocator keeps is room for
     the building's noise, not a reason to cut everyone by a few watts at every reading."""
     room = headroom(snap)
-    load: dict[str, float] = {}
+    by_weights: dict[int, tuple[dict[str, float], float]] = {}  # cars share a handful of weight tables
     for d in snap.demands:
+        weights = coefficients(d)
         given = d.max_w if d.fixed else planned.get(d.key, 0.0)
-        for name, c in coefficients(d).items():
+        entry = by_weights.get(id(weights))
+        by_weights[id(weights)] = (weights, given + (entry[1] if entry else 0.0))
+    load: dict[str, float] = {}
+    for weights, given in by_weights.values():
+        for name, c in weights.items():
             load[name] = load.get(name, 0.0) + given * c
 
     def slack(name: str) -> float:

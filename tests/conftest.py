@@ -163,9 +163,19 @@ STUCK_S = 100.0  # under faulthandler_timeout
 
 
 def _dump_tasks() -> None:
-    print(f"\n-- a test has run {STUCK_S:g} s: every task's stack --", file=sys.stderr)
+    print(f"\n-- a test has run {STUCK_S:g} s: every task and what it awaits, innermost last --", file=sys.stderr)
     for task in asyncio.all_tasks():
-        task.print_stack(limit=12, file=sys.stderr)
+        print(f"{task.get_name()}{' (cancelling)' if task.cancelling() else ''}:", file=sys.stderr)
+        awaiting: Any = task.get_coro()
+        while awaiting is not None:  # Task.print_stack shows the outermost frame only; follow the await chain
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "ag_frame", None) \
+                or getattr(awaiting, "gi_frame", None)  # fmt: skip
+            if frame is None:
+                print(f"    {awaiting!r:.200}", file=sys.stderr)
+                break
+            print(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=sys.stderr)
+            awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "ag_await", None) \
+                or getattr(awaiting, "gi_yieldfrom", None)  # fmt: skip
 
 
 @contextlib.asynccontextmanager
